@@ -182,11 +182,8 @@ def trace(
         elif isinstance(t, Inception):
             ws = inception_weights(c, t, v.branch5x5_kernel)
             wt = sum(ws.values())
-            outs = {"conv1x1": t.n1x1, "conv3x3_reduce": t.n3x3_reduce, "conv3x3": t.n3x3,
-                    "conv5x5_reduce": t.n5x5_reduce, "conv5x5": t.n5x5, "pool_proj": t.pool_proj}
-            params = wt
-            for unit, cout in outs.items():
-                params += cout * ((1 if v.conv_bias else 0) + (2 if v.batchnorm else 0))
+            unit_outputs = t.n1x1 + t.n3x3_reduce + t.n3x3 + t.n5x5_reduce + t.n5x5 + t.pool_proj
+            params = wt + unit_outputs * ((1 if v.conv_bias else 0) + (2 if v.batchnorm else 0))
             rows.append(LayerInfo(t.name, "inception", ins, (h, w, t.out_channels), wt, wt * h * w, params))
             c = t.out_channels
     return rows

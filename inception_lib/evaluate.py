@@ -274,8 +274,8 @@ def _five_crops(img: torch.Tensor, crop: int) -> list[torch.Tensor]:
     h, w = int(img.shape[-2]), int(img.shape[-1])
     if crop > h or crop > w:
         raise ValueError(f"crop {crop} is larger than the image {h}x{w}")
-    top_c = int(round((h - crop) / 2.0))
-    left_c = int(round((w - crop) / 2.0))
+    top_c = round((h - crop) / 2.0)
+    left_c = round((w - crop) / 2.0)
     return [
         _crop(img, 0, 0, crop, crop),
         _crop(img, 0, w - crop, crop, crop),
@@ -325,9 +325,9 @@ def paper_144_crops(
         h, w = int(r.shape[-2]), int(r.shape[-1])
         s = min(h, w)
         if w >= h:  # landscape or square: left, centre, right
-            squares = [_crop(r, 0, off, s, s) for off in (0, int(round((w - s) / 2.0)), w - s)]
+            squares = [_crop(r, 0, off, s, s) for off in (0, round((w - s) / 2.0), w - s)]
         else:  # portrait: top, centre, bottom
-            squares = [_crop(r, off, 0, s, s) for off in (0, int(round((h - s) / 2.0)), h - s)]
+            squares = [_crop(r, off, 0, s, s) for off in (0, round((h - s) / 2.0), h - s)]
         for sq in squares:
             six = torch.stack([*_five_crops(sq, crop), _resize(sq, (crop, crop))])
             out.extend([six, six.flip(-1)])

@@ -69,7 +69,7 @@ class InceptionModule(nn.Module):
         self.out_channels = n1x1 + n3x3 + n5x5 + pool_proj
 
     @classmethod
-    def from_spec(cls, in_channels: int, block: Inception, variant: Union[str, Variant] = "paper") -> "InceptionModule":
+    def from_spec(cls, in_channels: int, block: Inception, variant: Union[str, Variant] = "paper") -> InceptionModule:
         return cls(in_channels, block.n1x1, block.n3x3_reduce, block.n3x3, block.n5x5_reduce, block.n5x5,
                    block.pool_proj, variant=variant)
 
@@ -114,7 +114,7 @@ class InceptionAux(nn.Module):
         return self.fc2(x)
 
 
-def architecture(model: "GoogLeNet") -> dict:
+def architecture(model: GoogLeNet) -> dict:
     """What identifies a GoogLeNet's architecture (stored in checkpoints, compared on load)."""
     import dataclasses
 

@@ -1,0 +1,256 @@
+"""GoogLeNet in Keras 3 (functional API, channels_last), built from :mod:`inception_lib.spec`.
+
+Layer names match the PyTorch module paths with ``.`` replaced by ``_`` (``conv1``,
+``inception_3a_conv3x3_reduce``, ``aux1_fc1``, ``fc`` ...), and every BatchNorm is ``<conv>_bn``.
+
+Import torch (if you use it) *before* this module: tensorflow imported first aborts torchvision.
+
+>>> model = GoogLeNet(num_classes=10, aux_logits=True, variant="bn", input_shape=(96, 96, 1))  # doctest: +SKIP
+>>> logits, aux1, aux2 = model(x, training=True)
+>>> infer = inference_model(model)       # main head only, for predict()
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Union
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from inception_lib import arithmetic, spec  # noqa: E402
+from inception_lib.spec import LRN, Conv, Inception, MaxPool, Variant  # noqa: E402
+
+__all__ = ["GoogLeNet", "inference_model", "LocalResponseNorm", "CeilMaxPool2D", "AdaptiveAvgPool2D", "TransformInput"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers Keras does not ship with PyTorch's semantics
+# ---------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class LocalResponseNorm(layers.Layer):
+    """LRN across channels, PyTorch / Caffe convention: a / (k + alpha/size * sum a^2) ** beta.
+
+    (TF's ``tf.nn.local_response_normalization`` takes a radius and an alpha *not* divided by size.)
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def call(self, x):
+        sq = ops.square(x)
+        before, after = self.size // 2, (self.size - 1) // 2
+        padded = ops.pad(sq, [[0, 0], [0, 0], [0, 0], [before, after]])
+        channels = x.shape[-1]
+        window = padded[..., 0:channels]
+        for i in range(1, self.size):
+            window = window + padded[..., i:i + channels]
+        return x / ops.power(self.k + (self.alpha / self.size) * window, self.beta)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class CeilMaxPool2D(layers.Layer):
+    """Max pooling that rounds the output size up (Caffe / PyTorch ``ceil_mode=True``).
+
+    Keras has no ceil mode; padding the bottom/right with -inf and pooling "valid" gives the same
+    windows, so 112 -> 56 as in Table 1 (plain "valid" would give 55).
+    """
+
+    def __init__(self, pool_size: int, strides: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = pool_size, strides
+
+    def _pads(self, h: int, w: int) -> tuple[int, int]:
+        oh, ow = (arithmetic.pool_output_size(s, self.pool_size, self.strides) for s in (h, w))
+        return (max(0, (oh - 1) * self.strides + self.pool_size - h), max(0, (ow - 1) * self.strides + self.pool_size - w))
+
+    def call(self, x):
+        ph, pw = self._pads(x.shape[1], x.shape[2])
+        if ph or pw:
+            x = ops.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], constant_values=float("-inf"))
+        return ops.max_pool(x, self.pool_size, self.strides, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, arithmetic.pool_output_size(h, self.pool_size, self.strides),
+                arithmetic.pool_output_size(w, self.pool_size, self.strides), c)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class AdaptiveAvgPool2D(layers.Layer):
+    """PyTorch's ``adaptive_avg_pool2d``: bin i covers [floor(i*H/n), ceil((i+1)*H/n)).
+
+    torchvision's aux heads use it (bins overlap at 14x14), so the Keras port needs the same bins.
+    """
+
+    def __init__(self, output_size: int = 4, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.output_size = output_size
+
+    def call(self, x):
+        h, w, n = x.shape[1], x.shape[2], self.output_size
+        rows = []
+        for i in range(n):
+            h0, h1 = (i * h) // n, -(-((i + 1) * h) // n)
+            cols = []
+            for j in range(n):
+                w0, w1 = (j * w) // n, -(-((j + 1) * w) // n)
+                cols.append(ops.mean(x[:, h0:h1, w0:w1, :], axis=(1, 2)))
+            rows.append(ops.stack(cols, axis=1))
+        return ops.stack(rows, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_size, self.output_size, input_shape[3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "output_size": self.output_size}
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class TransformInput(layers.Layer):
+    """torchvision's ``transform_input``: ImageNet mean/std-normalised RGB -> TF's (x - 0.5) / 0.5."""
+
+    def call(self, x):
+        scale = ops.convert_to_tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], dtype=x.dtype)
+        shift = ops.convert_to_tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5], dtype=x.dtype)
+        return x * scale + shift
+
+
+# ---------------------------------------------------------------------------------------------
+# Builder
+# ---------------------------------------------------------------------------------------------
+
+
+def _initializers(v: Variant) -> tuple[object, object, object, object]:
+    """(conv kernel, conv bias, dense kernel, dense bias) initialisers matching the PyTorch side."""
+    if v.init == "caffe_xavier":
+        xavier = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")
+        return xavier, keras.initializers.Constant(0.2), xavier, "zeros"
+    if v.init == "kaiming":
+        return (keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"), "zeros",
+                keras.initializers.RandomNormal(stddev=0.01), "zeros")
+    normal = keras.initializers.RandomNormal(stddev=0.01)
+    return normal, "zeros", normal, "zeros"
+
+
+def _conv_unit(x, name: str, filters: int, kernel: int, v: Variant, stride: int = 1, padding: int = 0):
+    """conv (+ BN) + ReLU, named like the PyTorch ConvUnit at the same path."""
+    k_init, b_init, _, _ = _initializers(v)
+    if stride == 1 and padding == kernel // 2:
+        pad = "same"  # symmetric for odd kernels at stride 1, as in PyTorch
+    else:
+        if padding:
+            x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)  # symmetric, unlike "same" at stride 2
+        pad = "valid"
+    x = layers.Conv2D(filters, kernel, strides=stride, padding=pad, use_bias=v.conv_bias,
+                      kernel_initializer=k_init, bias_initializer=b_init, name=name)(x)
+    if v.batchnorm:
+        x = layers.BatchNormalization(epsilon=v.bn_eps, momentum=1.0 - v.bn_momentum, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _inception(x, block: Inception, v: Variant):
+    n = block.name
+    k5 = v.branch5x5_kernel
+    b1 = _conv_unit(x, f"{n}_conv1x1", block.n1x1, 1, v)
+    b2 = _conv_unit(x, f"{n}_conv3x3_reduce", block.n3x3_reduce, 1, v)
+    b2 = _conv_unit(b2, f"{n}_conv3x3", block.n3x3, 3, v, padding=1)
+    b3 = _conv_unit(x, f"{n}_conv5x5_reduce", block.n5x5_reduce, 1, v)
+    b3 = _conv_unit(b3, f"{n}_conv5x5", block.n5x5, k5, v, padding=k5 // 2)
+    b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{n}_pool")(x)
+    b4 = _conv_unit(b4, f"{n}_pool_proj", block.pool_proj, 1, v)
+    return layers.Concatenate(axis=-1, name=n)([b1, b2, b3, b4])
+
+
+def _aux(x, head: spec.AuxHead, num_classes: int, v: Variant):
+    _, _, d_init, db_init = _initializers(v)
+    n = head.name
+    if v.aux_pool == "adaptive4x4":
+        x = AdaptiveAvgPool2D(4, name=f"{n}_pool")(x)
+    else:
+        x = layers.AveragePooling2D(head.pool_kernel, strides=head.pool_stride, padding="valid", name=f"{n}_pool")(x)
+    x = _conv_unit(x, f"{n}_conv", head.conv_channels, 1, v)
+    x = layers.Flatten(name=f"{n}_flatten")(x)  # NHWC order; the converter permutes fc1 to match NCHW
+    x = layers.Dense(head.fc_units, activation="relu", kernel_initializer=d_init, bias_initializer=db_init,
+                     name=f"{n}_fc1")(x)
+    x = layers.Dropout(v.aux_dropout, name=f"{n}_dropout")(x)
+    return layers.Dense(num_classes, kernel_initializer=d_init, bias_initializer=db_init, name=f"{n}_fc2")(x)
+
+
+def _validate_input_shape(input_shape: Sequence[Optional[int]], v: Variant) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {tuple(input_shape)}")
+    h, w, c = input_shape
+    if h is None or w is None:
+        raise ValueError("input_shape needs a fixed height and width (the pooling layers are sized from them), "
+                         f"got {tuple(input_shape)}")
+    if c is None or c < 1:
+        raise ValueError(f"input_shape must end with a positive channel count (channels_last), got {tuple(input_shape)}")
+    if c > 4 and h <= 4:
+        raise ValueError(f"input_shape {tuple(input_shape)} looks channels-first; Keras models here are channels_last "
+                         "(height, width, channels)")
+    m = arithmetic.min_input_size(v)
+    if min(h, w) < m:
+        raise ValueError(f"input {h}x{w} is too small for the {v.name!r} variant: the minimum is {m}x{m}; resize the images")
+    return int(h), int(w), int(c)
+
+
+def GoogLeNet(num_classes: int = 1000, aux_logits: bool = True, variant: Union[str, Variant] = "paper",
+              input_shape: Sequence[Optional[int]] = (224, 224, 3), dropout: Optional[float] = None,
+              aux_dropout: Optional[float] = None, transform_input: Optional[bool] = None,
+              name: Optional[str] = None) -> keras.Model:
+    """GoogLeNet / Inception v1 as a Keras functional model returning logits.
+
+    Outputs: ``logits`` (layer ``fc``), plus ``aux1`` and ``aux2`` logits (layers ``aux1_fc2``,
+    ``aux2_fc2``) when ``aux_logits``. Keras computes all outputs in every call; use
+    :func:`inference_model` for the paper's inference network (aux heads discarded).
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    v = spec.get_variant(variant, dropout=dropout, aux_dropout=aux_dropout, transform_input=transform_input)
+    h, w, c = _validate_input_shape(input_shape, v)
+    if v.transform_input and c != 3:
+        raise ValueError("transform_input remaps ImageNet RGB statistics and needs 3 input channels")
+    _, _, d_init, db_init = _initializers(v)
+
+    inputs = keras.Input(shape=(h, w, c), name="image")
+    x = TransformInput(name="transform_input")(inputs) if v.transform_input else inputs
+    aux_outputs = {}
+    aux_by_block = {hd.after: hd for hd in spec.AUX_HEADS}
+    for t in v.trunk():
+        if isinstance(t, Conv):
+            x = _conv_unit(x, t.name, t.out_channels, t.kernel, v, t.stride, t.padding)
+        elif isinstance(t, MaxPool):
+            x = CeilMaxPool2D(t.kernel, t.stride, name=t.name)(x)
+        elif isinstance(t, LRN):
+            x = LocalResponseNorm(t.size, t.alpha, t.beta, t.k, name=t.name)(x)
+        elif isinstance(t, Inception):
+            x = _inception(x, t, v)
+            if aux_logits and t.name in aux_by_block:
+                head = aux_by_block[t.name]
+                arithmetic.aux_map_size(v, (h, w), head)  # clear error if the map is too small to pool
+                aux_outputs[head.name] = _aux(x, head, num_classes, v)
+    x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 7x7/1 at 224
+    x = layers.Dropout(v.dropout, name="dropout")(x)
+    logits = layers.Dense(num_classes, kernel_initializer=d_init, bias_initializer=db_init, name="fc")(x)
+    outputs = [logits, aux_outputs["aux1"], aux_outputs["aux2"]] if aux_logits else logits
+    model = keras.Model(inputs, outputs, name=name or f"googlenet_{v.name}")
+    model.inception_config = {"variant": v, "num_classes": num_classes, "aux_logits": aux_logits,
+                              "in_channels": c, "image_size": (h, w)}
+    return model
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The same network with only the main head: the paper's inference model (shares weights)."""
+    return keras.Model(model.input, model.get_layer("fc").output, name=f"{model.name}_inference")

@@ -1,0 +1,82 @@
+"""Reproducibility switches in one place: seeds, thread counts, deterministic kernels.
+
+Notebooks and the trainers call :func:`seed_everything` so that a cell's output is the same on every
+run (strict nbval compares them). Frameworks are only touched if they are already imported, or asked
+for, so this never imports tensorflow before torch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+
+
+def seed_everything(seed: int = 0, threads: int | None = 2, *, tensorflow: bool = False,
+                    deterministic: bool = True) -> None:
+    """Seed Python, NumPy, PyTorch (if imported) and TensorFlow/Keras (if imported or ``tensorflow``).
+
+    ``threads`` fixes intra/inter-op thread counts (None leaves them); ``deterministic`` asks both
+    frameworks for deterministic kernels (cuDNN without autotuning, TF op determinism).
+    """
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if deterministic:
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+    if tensorflow or "tensorflow" in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+        import tensorflow as tf
+
+        if threads is not None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:  # already initialised: the first setting stays
+                pass
+        keras.utils.set_random_seed(seed)
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (those importable without side effects)."""
+    import platform
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("torch", "torchvision", "tensorflow", "keras"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            out[name] = getattr(mod, "__version__", "?")
+    return out
+
+
+def hardware() -> dict[str, object]:
+    """CPU / GPU description for result files."""
+    import platform
+
+    info: dict[str, object] = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                               "cpu_count": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["cuda"] = torch.version.cuda
+        try:
+            import subprocess
+
+            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                            capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:  # noqa: BLE001 - optional detail
+            pass
+    return info
