@@ -1,0 +1,136 @@
+"""Every training hyperparameter in one place, shared by the PyTorch and Keras trainers.
+
+A run directory holds ``config.json`` (this dataclass), ``history.json`` / ``history.csv`` (one row
+per epoch, same schema for both frameworks) and checkpoints. The defaults are the paper's where the
+paper says something (SGD momentum 0.9, lr x0.96 every 8 epochs, aux weight 0.3, Polyak averaging)
+and stated choices where it does not (batch size, base lr, weight decay, epochs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+HISTORY_SCHEMA = "inception_lib.history/1"
+
+# Keys of one epoch row in history.json / history.csv (both frameworks write exactly these).
+EPOCH_KEYS: tuple[str, ...] = (
+    "epoch",
+    "lr",
+    "train_loss",  # total: main + aux_weight * (aux1 + aux2)
+    "train_loss_main",
+    "train_loss_aux1",  # None when the aux heads are off
+    "train_loss_aux2",
+    "train_acc",  # main head, on the (augmented) training batches
+    "train_acc_aux1",
+    "train_acc_aux2",
+    "val_loss",
+    "val_acc",
+    "val_acc_ema",  # the Polyak/EMA-averaged weights, evaluated separately; None when off
+    "epoch_time_s",
+    "wall_time_s",  # since the start of the run (resumed runs continue the count)
+    "images_per_s",  # training images per second in this epoch
+)
+
+Schedule = Literal["paper", "cosine", "constant"]
+
+
+@dataclass
+class TrainConfig:
+    """All the knobs of a training run (airbench-style: one place, written next to the results)."""
+
+    framework: Literal["pytorch", "keras"] = "pytorch"
+    # model
+    variant: str = "bn"
+    aux_weight: float = 0.3  # 0 turns the aux heads off (not built)
+    dropout: Optional[float] = None  # None: the variant's value
+    # data
+    dataset: str = "fashion_mnist"
+    data_root: Optional[str] = None
+    resolution: Optional[int] = 96  # 224 = the paper; 96 = d2l; None = native size
+    channels: Optional[int] = None  # None: the dataset's own (1 for Fashion-MNIST)
+    val_size: int = 5000
+    subset: Optional[int] = None  # first N training examples (fast CPU runs and tests)
+    augment: Literal["none", "flip", "paper"] = "flip"
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: Schedule = "paper"  # "paper": lr x lr_decay every decay_every epochs (x0.96 / 8)
+    lr_decay: float = 0.96
+    decay_every: int = 8
+    warmup_epochs: float = 0.0  # linear warmup (cosine and paper schedules)
+    label_smoothing: float = 0.0
+    ema: bool = True  # Polyak averaging, as the paper's inference model
+    ema_decay: float = 0.999
+    # machinery
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    deterministic: bool = False
+    threads: Optional[int] = None
+    num_workers: int = 0
+    gpu_data: bool = True  # keep small datasets on the device (DeviceTensorLoader)
+    max_steps_per_epoch: Optional[int] = None  # cut epochs short (tests)
+    out_dir: str = "runs/default"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.framework not in ("pytorch", "keras"):
+            raise ValueError(f"framework must be 'pytorch' or 'keras', got {self.framework!r}")
+        if self.schedule not in ("paper", "cosine", "constant"):
+            raise ValueError(f"schedule must be 'paper', 'cosine' or 'constant', got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
+
+    @property
+    def aux_logits(self) -> bool:
+        return self.aux_weight > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}")
+        return cls(**d)
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path | str) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def lr_at(cfg: TrainConfig, epoch: float) -> float:
+    """Learning rate at a (fractional) epoch: the one schedule both frameworks use.
+
+    ``paper``: cfg.lr * lr_decay ** floor(epoch / decay_every) ("decreasing the learning rate by 4%
+    every 8 epochs"); ``cosine``: half-cosine from cfg.lr to 0 over the run; both after an optional
+    linear warmup.
+    """
+    import math
+
+    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1e-9) / cfg.warmup_epochs
+    if cfg.schedule == "paper":
+        return cfg.lr * cfg.lr_decay ** math.floor(epoch / cfg.decay_every)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+        t = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    return cfg.lr
