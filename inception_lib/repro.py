@@ -57,7 +57,7 @@ def versions() -> dict[str, str]:
     for name in ("torch", "torchvision", "tensorflow", "keras"):
         mod = sys.modules.get(name)
         if mod is not None:
-            out[name] = getattr(mod, "__version__", "?")
+            out[name] = str(getattr(mod, "__version__", "?"))
     return out
 
 

@@ -1,0 +1,315 @@
+"""Command line: ``python -m inception_lib {train,evaluate,table1,bench} ...`` (``--help`` on each).
+
+Examples::
+
+    python -m inception_lib train --variant bn --resolution 96 --epochs 10 --out runs/bn96
+    python -m inception_lib train --out runs/bn96 --resume --epochs 20         # continue, same config
+    python -m inception_lib evaluate runs/bn96/best.pt --split test --crops 10
+    python -m inception_lib table1
+    torchrun --standalone --nproc_per_node 8 -m inception_lib train ...         # data-parallel
+
+Nothing heavy is imported until a command runs (``--help`` and ``table1`` import neither torch nor
+tensorflow); ``--framework keras`` imports torch before tensorflow (the other order aborts the process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from inception_lib import __version__
+
+_EXIT_ERROR = 2
+_TRAIN_EPILOG = """\
+Only the options given override the starting config: the defaults of TrainConfig, a --config JSON file, or
+(with --resume) the run's own OUT/config.json, so `train --out DIR --resume --epochs 20` continues a run.
+batch-size is the global batch under torchrun. Exit status 2 on a refused or failed run (message on stderr).
+"""
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+    return v
+
+
+def _add_train(sub: Any) -> None:
+    from inception_lib import spec
+    from inception_lib.data import AUGMENTS, DATASETS
+
+    p = sub.add_parser("train", help="train GoogLeNet (PyTorch or Keras) and write a run folder",
+                       description="Train GoogLeNet; writes config.json, history.json/csv and checkpoints to --out.",
+                       epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       argument_default=argparse.SUPPRESS)
+    a = p.add_argument
+    a("--config", dest="config_file", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's config.json)")
+    a("--framework", choices=("pytorch", "keras"), help="which trainer (default pytorch)")
+    a("--variant", choices=sorted(spec.VARIANTS), help="network variant of the fidelity ledger (default bn)")
+    a("--aux-weight", dest="aux_weight", type=float, help="weight of each aux head's loss (paper 0.3; 0 = no heads)")
+    a("--dropout", type=float, help="main-head dropout (default: the variant's)")
+    a("--dataset", choices=DATASETS, help="default fashion_mnist")
+    a("--data-root", dest="data_root", help="folder holding the dataset (default: the usual places)")
+    a("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    a("--resolution", type=_positive_int, help="square input side (224 = paper, default 96)")
+    a("--channels", type=int, choices=(1, 3), help="input channels (default: the dataset's)")
+    a("--val-size", dest="val_size", type=int, help="training images held out for validation (default 5000)")
+    a("--subset", type=_positive_int, help="use only the first N training images")
+    a("--eval-subset", dest="eval_subset", type=_positive_int, help="use only the first N val / test images")
+    a("--augment", choices=AUGMENTS, help="training augmentation (default flip; paper = the paper's)")
+    a("--epochs", type=_positive_int, help="number of epochs (default 10)")
+    a("--batch-size", dest="batch_size", type=_positive_int, help="global batch size (default 128)")
+    a("--lr", type=float, help="base learning rate (default 0.05)")
+    a("--momentum", type=float, help="SGD momentum (paper 0.9)")
+    a("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
+    a("--weight-decay", dest="weight_decay", type=float, help="weight decay (default 5e-4; not on biases / BN)")
+    a("--schedule", choices=("paper", "cosine", "constant"), help="lr schedule (paper: x0.96 every 8 epochs)")
+    a("--lr-decay", dest="lr_decay", type=float, help="paper schedule factor (0.96)")
+    a("--decay-every", dest="decay_every", type=_positive_int, help="paper schedule period in epochs (8)")
+    a("--warmup-epochs", dest="warmup_epochs", type=float, help="linear warmup length in epochs")
+    a("--label-smoothing", dest="label_smoothing", type=float, help="label smoothing (default 0)")
+    a("--ema", action=argparse.BooleanOptionalAction, help="Polyak/EMA averaging of the weights (default on)")
+    a("--ema-decay", dest="ema_decay", type=float, help="EMA decay per step (default 0.999)")
+    a("--seed", type=int, help="random seed (default 0)")
+    a("--device", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    a("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA (default on)")
+    a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, help="channels-last on CUDA")
+    a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the training model")
+    a("--deterministic", action=argparse.BooleanOptionalAction, help="deterministic kernels (slower on GPU)")
+    a("--threads", type=_positive_int, help="CPU threads")
+    a("--num-workers", dest="num_workers", type=int, help="DataLoader workers (folders / --no-gpu-data)")
+    a("--gpu-data", dest="gpu_data", action=argparse.BooleanOptionalAction, help="keep small datasets on the device")
+    a("--sync-bn", dest="sync_bn", action="store_true", help="SyncBatchNorm under torchrun on CUDA")
+    a("--max-steps", dest="max_steps_per_epoch", type=_positive_int, help="cut every epoch to N steps")
+    a("--out", "--out-dir", dest="out_dir", help="run folder (default runs/default)")
+    a("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    a("--overwrite", action="store_true", help="start again in an --out that already holds a run")
+    a("--test", action="store_true", help="evaluate the final model on the test split once, at the end")
+    a("--progress", action=argparse.BooleanOptionalAction, help="progress bars (default: when on a terminal)")
+    a("--quiet", action="store_true", help="no per-epoch summary lines")
+    p.set_defaults(func=_cmd_train)
+
+
+_RUN_FLAGS = ("config_file", "download", "eval_subset", "sync_bn", "resume", "overwrite", "test", "progress", "quiet")
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from inception_lib.config import TrainConfig
+
+    given = {k: v for k, v in vars(args).items() if k not in (*_RUN_FLAGS, "func", "command")}
+    resume = getattr(args, "resume", False)
+    base = TrainConfig()
+    config_file = getattr(args, "config_file", None)
+    if config_file:
+        base = TrainConfig.load(config_file)
+    elif resume:
+        stored = Path(given.get("out_dir", base.out_dir)) / "config.json"
+        if stored.is_file():
+            base = TrainConfig.load(stored)
+    extra = dict(base.extra)
+    for key in ("eval_subset", "download", "sync_bn"):
+        if key in vars(args):
+            extra[key] = getattr(args, key)
+    return dataclasses.replace(base, **given, extra=extra)
+
+
+def _call_with_supported(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return fn(*args, **kwargs)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        cfg = _train_config(args)
+    except (ValueError, TypeError, OSError) as err:
+        return _fail("train", err)
+    opts = {"resume": getattr(args, "resume", False), "overwrite": getattr(args, "overwrite", False),
+            "test": getattr(args, "test", False), "progress": getattr(args, "progress", None),
+            "verbose": not getattr(args, "quiet", False)}
+    if cfg.framework == "keras":
+        import torch  # noqa: F401 - torch / torchvision before tensorflow, or the process aborts
+        import torchvision  # noqa: F401
+
+        try:
+            train_keras = importlib.import_module("inception_lib.train_keras")
+        except ModuleNotFoundError as err:
+            if err.name != "inception_lib.train_keras":
+                raise
+            return _fail("train", RuntimeError("the Keras trainer (inception_lib.train_keras) is not available in "
+                                               "this version; use --framework pytorch"))
+        trainer = train_keras.train
+    else:
+        from inception_lib import train as trainer_mod
+
+        trainer = trainer_mod.train
+    try:
+        history = _call_with_supported(trainer, cfg, **opts)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+        return _fail("train", err)
+    if opts["verbose"] and isinstance(history, dict) and os.environ.get("RANK", "0") == "0":
+        print(f"run folder {cfg.out_dir}: {len(history.get('epochs', []))} epochs, status {history.get('status')}")
+    return 0
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint (1, 10 or 144 crops)",
+                       description="Top-1 / top-5 of a training checkpoint on a split, with the paper's multi-crop "
+                                   "testing. The data come from the checkpoint's own config.")
+    a = p.add_argument
+    a("checkpoint", help="a last.pt / best.pt written by `train`")
+    a("--split", choices=("val", "test"), default="test",
+      help="default test (use val for any model selection; test once, at the end)")
+    a("--crops", choices=("1", "center", "10", "144"), default="1", help="crops per image (default 1)")
+    a("--weights", choices=("model", "ema"), default="model", help="the trained weights or their EMA (Polyak)")
+    a("--device", default="auto", help="auto | cpu | cuda | mps")
+    a("--batch-size", dest="batch_size", type=_positive_int, help="images per batch")
+    a("--eval-subset", dest="eval_subset", type=_positive_int, help="only the first N images of the split")
+    a("--data-root", dest="data_root", help="dataset folder (default: the one in the config)")
+    a("--threads", type=_positive_int, help="CPU threads")
+    a("--json", dest="json_out", metavar="PATH", help="also write the full result (per-class, confusion) as JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch  # before anything can import tensorflow
+
+    from inception_lib import train as T
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    evaluate_checkpoint = T.evaluate_checkpoint
+    if str(args.checkpoint).endswith(".keras"):  # a run of the Keras trainer
+        import torchvision  # noqa: F401 - torch / torchvision before tensorflow
+
+        evaluate_checkpoint = getattr(importlib.import_module("inception_lib.train_keras"), "evaluate_checkpoint", None)
+        if evaluate_checkpoint is None:
+            return _fail("evaluate", RuntimeError("this version's Keras trainer has no evaluate_checkpoint; evaluate "
+                                                  "the .keras checkpoint from Python (inception_lib.train_keras)"))
+    try:
+        res = evaluate_checkpoint(args.checkpoint, args.split, args.crops, weights=args.weights, device=args.device,
+                                    batch_size=args.batch_size, eval_subset=args.eval_subset, data_root=args.data_root)
+    except (ValueError, FileNotFoundError) as err:
+        return _fail("evaluate", err)
+    line = (f"{args.checkpoint}: {args.split} split, {res.n} images, {args.crops} crop(s), {args.weights} weights: "
+            f"top-1 {res.top1:.4f} (error {res.top1_error:.4f})")
+    if res.top5 is not None:
+        line += f", top-5 {res.top5:.4f} (error {res.top5_error:.4f})"
+    print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _add_table1(sub: Any) -> None:
+    p = sub.add_parser("table1", help="print Table 1 recomputed, the paper's printed params/ops beside it",
+                       description="Table 1 of the paper recomputed from inception_lib.spec (paper variant): exact "
+                                   "weights and multiply-adds beside the printed columns; '!' marks a printed value "
+                                   "more than 5% off the exact one (in K = 1000 or 1024 for params, M = 1e6 for ops).")
+    p.add_argument("--image-size", dest="image_size", type=_positive_int, default=224, help="input side (default 224)")
+    p.add_argument("--num-classes", dest="num_classes", type=_positive_int, default=1000, help="classes (default 1000)")
+    p.set_defaults(func=_cmd_table1)
+
+
+def _off(exact: float, printed: str, units: Sequence[float]) -> bool:
+    if not printed:
+        return False
+    value = float(printed.rstrip("KM"))
+    return all(abs(exact / u - value) > 0.05 * max(exact / u, 1e-12) for u in units)
+
+
+def table1_text(image_size: int = 224, num_classes: int = 1000) -> str:
+    """Table 1 as text: exact numbers from :mod:`inception_lib.arithmetic` beside the printed ones."""
+    from inception_lib import arithmetic
+
+    rows = arithmetic.table1(image_size, num_classes)
+    totals = arithmetic.table1_totals(rows)
+    head = ("name", "type", "patch", "output", "depth", "#1x1", "#3x3r", "#3x3", "#5x5r", "#5x5", "pool",
+            "params (exact)", "printed", "ops (exact)", "printed")
+    body = []
+    for r in rows:
+        f = [str(v) for v in r.filters] + [""] * (6 - len(r.filters))
+        h, w, c = r.output_size
+        p_flag = "!" if _off(r.weights, r.printed_params, (1000, 1024)) else ""
+        o_flag = "!" if _off(r.macs, r.printed_ops, (1e6,)) else ""
+        body.append((r.name, r.type, r.patch, f"{h}x{w}x{c}", str(r.depth or ""), *f,
+                     f"{r.weights:,}" if r.weights else "", f"{r.printed_params}{p_flag}",
+                     f"{r.macs:,}" if r.macs else "", f"{r.printed_ops}{o_flag}"))
+    body.append(("total", "", "", "", str(int(totals["depth"])), "", "", "", "", "", "",
+                 f"{int(totals['weights']):,}", f"{totals['printed_params_k']:g}K",
+                 f"{int(totals['macs']):,}", f"{totals['printed_ops_m']:g}M"))
+    widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+    numeric = set(range(4, len(head)))
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))).rstrip()
+
+    title = (f"Table 1 (Szegedy et al. 2014) recomputed: paper variant, {image_size}x{image_size}x3 input, "
+             f"{num_classes} classes; params = weights (no biases), ops = multiply-adds")
+    note = ("'!' = the printed value is more than 5% off the exact one (params read as K = 1000 or 1024, "
+            "ops as M = 1e6); the totals' printed column is the sum of the printed cells")
+    return "\n".join([title, fmt(head), *(fmt(r) for r in body), note])
+
+
+def _cmd_table1(args: argparse.Namespace) -> int:
+    print(table1_text(args.image_size, args.num_classes))
+    return 0
+
+
+_BENCH_HELP = "throughput benchmarks (inception_lib.bench; its own --help lists the options)"
+
+
+def _run_bench(argv: Sequence[str]) -> int:
+    try:
+        bench = importlib.import_module("inception_lib.bench")
+    except ModuleNotFoundError as err:
+        if err.name != "inception_lib.bench":
+            raise
+        msg = "the benchmarks (inception_lib.bench) are not available in this version of inception_lib"
+        if any(a in ("-h", "--help") for a in argv):
+            print(f"usage: python -m inception_lib bench [...]\n\n{_BENCH_HELP}\n\n{msg}.")
+            return 0
+        print(f"inception_lib bench: {msg}", file=sys.stderr)
+        return _EXIT_ERROR
+    rc = bench.main(list(argv))
+    return int(rc or 0)
+
+
+def _fail(command: str, err: BaseException) -> int:
+    print(f"inception_lib {command}: error: {err}", file=sys.stderr)
+    return _EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser (``bench`` is dispatched before parsing so its own options pass through)."""
+    parser = argparse.ArgumentParser(prog="python -m inception_lib",
+                                     description="GoogLeNet / Inception v1 (Going Deeper with Convolutions): train, "
+                                                 "evaluate, Table 1, benchmarks.")
+    parser.add_argument("--version", action="version", version=f"inception_lib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,table1,bench}", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_table1(sub)
+    sub.add_parser("bench", help=_BENCH_HELP, add_help=False)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        return _run_bench(argv[1:])
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,866 @@
+"""PyTorch training for GoogLeNet: the paper's recipe, with the machinery a long run needs.
+
+What the paper says and what this does (Section 6 of Szegedy et al. 2014, plus stated choices):
+
+* **Loss**: softmax cross-entropy of the main head plus ``aux_weight`` (0.3) times each auxiliary head's,
+  ``main + aux_weight * (aux1 + aux2)``; ``aux_weight=0`` does not build the heads. Optional label smoothing
+  (not in the paper). The heads run only in training; validation uses the main head.
+* **SGD with momentum 0.9**; the learning rate follows :func:`inception_lib.config.lr_at` at every step (the
+  fractional epoch): ``"paper"`` = x0.96 every 8 epochs, or warmup + cosine. Weight decay applies to the
+  weight matrices and kernels only, **not to biases or BatchNorm parameters** (as the BVLC Caffe GoogLeNet,
+  ``decay_mult: 0`` on biases; the paper states nothing).
+* **Polyak averaging** (the paper's inference model): an exponential moving average of the weights (and
+  BatchNorm buffers) through ``torch.optim.swa_utils.AveragedModel``, evaluated separately every epoch
+  (``val_acc_ema``).
+* **History**: one row per epoch; ``lr`` is the rate at the epoch's first step (it moves within the epoch
+  under warmup / cosine), ``train_*`` average the epoch's training batches (augmented, dropout on),
+  ``val_loss`` is plain cross-entropy (no label smoothing).
+* **Device**: ``cuda`` / ``mps`` / ``cpu`` picked automatically. On CUDA: bf16 autocast, channels-last memory,
+  optional ``torch.compile``, cuDNN autotuning unless ``deterministic``. Small datasets live on the device
+  (:class:`inception_lib.data.DeviceTensorLoader`).
+* **Data-parallel** under ``torchrun`` (see :mod:`inception_lib.distributed`): ``batch_size`` is the global
+  batch, rank 0 writes everything.
+
+A run directory (``cfg.out_dir``) holds ``config.json``, ``history.json`` / ``history.csv`` (one row per
+epoch with exactly :data:`inception_lib.config.EPOCH_KEYS`, rewritten after every epoch), ``last.pt`` (every
+epoch) and ``best.pt`` (best ``val_acc``). Checkpoints are written atomically (temporary file in the same
+folder, fsync unless ``INCEPTION_LIB_FSYNC=0``, ``os.replace``), so a crash never leaves a torn file, and load with
+``torch.load(path, weights_only=True)``: model, optimizer, EMA, epoch, step, every rank's RNG states,
+the history so far, the architecture and the config. ``train(cfg, resume=True)`` continues from ``last.pt``
+exactly: each epoch's data order and augmentation depend only on (seed, epoch), so on CPU an interrupted and
+resumed run ends with the same bits as an uninterrupted one (same thread count and hardware).
+
+The test split is never used here unless asked (``test=True`` / ``--test``): once, at the end, after all model
+selection on the validation split. :func:`evaluate_checkpoint` evaluates a saved run with 1, 10 or 144 crops.
+
+Settings without a :class:`TrainConfig` field go in ``cfg.extra``: ``eval_subset`` (trim val and test),
+``eval_batch_size``, ``split_seed``, ``download``, ``sync_bn`` (SyncBatchNorm under DDP on CUDA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from inception_lib import distributed as D
+from inception_lib import repro, spec
+from inception_lib.config import EPOCH_KEYS, HISTORY_SCHEMA, TrainConfig, lr_at
+from inception_lib.pytorch import GoogLeNet, architecture
+
+__all__ = [
+    "BEST",
+    "CHECKPOINT_FORMAT",
+    "FSYNC_ENV",
+    "LAST",
+    "PROGRESS_ENV",
+    "RESUMABLE_CHANGES",
+    "LossParts",
+    "NonFiniteLossError",
+    "build_model",
+    "check_architecture",
+    "compute_loss",
+    "data_config",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "make_loaders",
+    "make_optimizer",
+    "param_groups",
+    "resolve_device",
+    "train",
+]
+
+CHECKPOINT_FORMAT = "inception_lib.checkpoint/1"
+LAST = "last.pt"
+BEST = "best.pt"
+PROGRESS_ENV = "INCEPTION_LIB_PROGRESS"
+"""Set to ``0`` to turn every progress bar off (CI, nbval)."""
+FSYNC_ENV = "INCEPTION_LIB_FSYNC"
+"""Set to ``0`` to skip fsync on throwaway runs (tests): the write-then-rename still never leaves a torn file
+when the process dies; fsync adds durability against a power cut or an OS crash."""
+
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"epochs", "out_dir", "device", "data_root", "num_workers", "threads"})
+"""Config fields a resumed run may change: more epochs, another folder or machine. Anything else would make
+the resumed run a different experiment, so it is refused. (With ``schedule="cosine"`` more epochs stretch
+the remaining schedule.)"""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"``: CUDA (this process's GPU under torchrun), else Apple MPS, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' asked for, but MPS is not available here; use device='auto' or 'cpu'")
+    return dev
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> GoogLeNet:
+    """The GoogLeNet the config describes (aux heads built only when ``aux_weight > 0``)."""
+    resolution = cfg.resolution if cfg.resolution is not None else _native_size(cfg.dataset)
+    return GoogLeNet(num_classes=num_classes, aux_logits=cfg.aux_logits, variant=cfg.variant,
+                     in_channels=in_channels, image_size=resolution, dropout=cfg.dropout)
+
+
+def _native_size(dataset: str) -> int:
+    from inception_lib import data
+
+    return data.DataConfig(dataset=dataset).image_size
+
+
+def data_config(cfg: TrainConfig) -> Any:
+    """The :class:`inception_lib.data.DataConfig` of a training config (both frameworks see the same data)."""
+    from inception_lib import data
+
+    ex = cfg.extra
+    return data.DataConfig(
+        dataset=cfg.dataset, root=cfg.data_root, resolution=cfg.resolution, channels=cfg.channels,
+        val_size=cfg.val_size, subset=cfg.subset, eval_subset=ex.get("eval_subset"), augment=cfg.augment,
+        seed=cfg.seed, split_seed=int(ex.get("split_seed", 0)), batch_size=cfg.batch_size,
+        eval_batch_size=ex.get("eval_batch_size"), num_workers=cfg.num_workers, download=bool(ex.get("download", False)),
+    )
+
+
+def make_loaders(cfg: TrainConfig, device: Union[str, torch.device] = "cpu") -> dict[str, Any]:
+    """train / val / test loaders: on-device tensors for the small datasets (``gpu_data``), else DataLoaders.
+
+    The train loader's order and augmentation depend only on (seed, epoch) (``set_epoch``), which is what
+    makes exact resumption possible.
+    """
+    from inception_lib import data
+
+    dcfg = data_config(cfg)
+    if cfg.gpu_data and dcfg.dataset in data.ARRAY_DATASETS:
+        return data.device_loaders(dcfg, device)
+    return data.torch_loaders(dcfg)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: kernels / weight matrices with weight decay; biases and BatchNorm scales/shifts without."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
+    """SGD with momentum (the paper's 0.9) and decoupled groups (no decay on biases / BN)."""
+    return torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov)
+
+
+class LossParts(NamedTuple):
+    """The total training loss and its parts (aux parts None when the heads are off)."""
+
+    total: torch.Tensor
+    main: torch.Tensor
+    aux1: Optional[torch.Tensor]
+    aux2: Optional[torch.Tensor]
+
+
+def _split_outputs(out: Any) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    if isinstance(out, torch.Tensor):
+        return out, None, None
+    return out.logits, getattr(out, "aux1", None), getattr(out, "aux2", None)
+
+
+def compute_loss(outputs: Any, targets: torch.Tensor, criterion: Callable[..., torch.Tensor],
+                 aux_weight: float) -> LossParts:
+    """``main + aux_weight * (aux1 + aux2)`` (Section 5: "their loss is added to the total loss ... weighted by 0.3")."""
+    logits, a1, a2 = _split_outputs(outputs)
+    main = criterion(logits.float(), targets)
+    if aux_weight > 0 and a1 is not None and a2 is not None:
+        l1, l2 = criterion(a1.float(), targets), criterion(a2.float(), targets)
+        return LossParts(main + aux_weight * (l1 + l2), main, l1, l2)
+    return LossParts(main, main, None, None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files: atomic writes, history, checkpoints
+# ----------------------------------------------------------------------------------------------------
+
+
+def _fsync_enabled() -> bool:
+    return os.environ.get(FSYNC_ENV, "1").strip() != "0"
+
+
+def _fsync_dir(folder: Path) -> None:
+    if not _fsync_enabled():
+        return
+    with contextlib.suppress(OSError):  # not every platform / filesystem can open a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through ``write(fileobj)`` to a temporary file beside ``path``, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            if _fsync_enabled():
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _json_normal(obj: Any) -> Any:
+    """Tuples to lists etc., so a stored dict compares equal to a fresh one."""
+    return json.loads(json.dumps(obj))
+
+
+def _architecture(model: nn.Module) -> dict[str, Any]:
+    if isinstance(model, GoogLeNet):
+        return _json_normal(architecture(model))
+    return {"family": type(model).__name__}
+
+
+def _arch_summary(a: Mapping[str, Any]) -> str:
+    v = a.get("variant")
+    vname = v.get("name") if isinstance(v, Mapping) else v
+    keys = ("num_classes", "in_channels", "aux_logits", "image_size")
+    return f"variant={vname!r}, " + ", ".join(f"{k}={a.get(k)!r}" for k in keys)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any], where: Union[str, Path] = "the checkpoint") -> None:
+    """Refuse weights of another network: ValueError naming both architectures and every difference."""
+    a, b = _flat(_json_normal(dict(stored))), _flat(_json_normal(dict(current)))
+    diffs = [f"{k}: {a.get(k)!r} (checkpoint) vs {b.get(k)!r} (this model)"
+             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diffs:
+        raise ValueError(
+            f"{where} holds a different architecture: checkpoint {_arch_summary(stored)}; this model "
+            f"{_arch_summary(current)}. Differences: " + "; ".join(diffs))
+
+
+def _check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path) -> None:
+    now = _json_normal(cfg.to_dict())
+    old = _json_normal(dict(stored))
+    keys = sorted((set(old) | set(now)) - RESUMABLE_CHANGES)
+    diffs = [f"{k}: {old.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in keys if old.get(k) != now.get(k)]
+    if diffs:
+        raise ValueError(
+            f"cannot resume {where} with a different configuration: " + "; ".join(diffs)
+            + f". Only {sorted(RESUMABLE_CHANGES)} may change on resume; start a new run (another out_dir) "
+            "to change anything else.")
+
+
+def _versions() -> dict[str, str]:
+    return {k: str(v) for k, v in repro.versions().items()}  # torch's TorchVersion is not a plain str
+
+
+def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
+                 hardware: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": HISTORY_SCHEMA, "framework": "pytorch", "config": cfg.to_dict(), "versions": _versions(),
+            "hardware": hardware, "seed": cfg.seed, "epochs": rows, "status": status, "test": test}
+
+
+def _write_config(out: Path, cfg: TrainConfig) -> None:
+    _atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _write_history(out: Path, doc: dict[str, Any]) -> None:
+    _atomic_text(out / "history.json", json.dumps(doc, indent=2) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(EPOCH_KEYS), lineterminator="\n")
+    w.writeheader()
+    for row in doc["epochs"]:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in EPOCH_KEYS})
+    _atomic_text(out / "history.csv", buf.getvalue())
+
+
+def _rng_state() -> dict[str, Any]:
+    """This process's RNG states as tensors and plain lists (loadable with ``weights_only=True``)."""
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"python": [version, list(mt), gauss],
+            "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(), "cuda": list(cuda)}
+
+
+def _set_rng_state(s: Mapping[str, Any]) -> None:
+    version, mt, gauss = s["python"]
+    random.setstate((version, tuple(mt), gauss))
+    n = s["numpy"]
+    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _read_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an inception_lib training checkpoint (format {CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def _ema_weights(ema_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len("module."):]: v for k, v in ema_state.items() if k.startswith("module.")}
+
+
+def load_checkpoint(path: Union[str, Path], model: Optional[nn.Module] = None, *,
+                    weights: str = "model") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a training checkpoint into ``model`` (built from the stored config when None).
+
+    ``weights="ema"`` loads the Polyak-averaged weights. A model of another architecture (variant, classes,
+    channels, aux heads, resolution) is refused with a ValueError naming both. Returns (model, checkpoint).
+    """
+    if weights not in ("model", "ema"):
+        raise ValueError(f"weights must be 'model' or 'ema', got {weights!r}")
+    state = _read_checkpoint(path)
+    arch = state["architecture"]
+    if model is None:
+        cfg = TrainConfig.from_dict(state["config"])
+        model = build_model(cfg, int(arch["num_classes"]), int(arch["in_channels"]))
+    check_architecture(arch, _architecture(model), where=path)
+    if weights == "ema":
+        if state.get("ema") is None:
+            raise ValueError(f"{path} has no EMA weights (trained with ema=False)")
+        model.load_state_dict(_ema_weights(state["ema"]))
+    else:
+        model.load_state_dict(state["model"])
+    return model, state
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runtime set-up
+# ----------------------------------------------------------------------------------------------------
+
+
+def _configure_runtime(cfg: TrainConfig, device: torch.device) -> None:
+    """Seeds, threads and kernel choice: deterministic kernels when asked, the fastest otherwise."""
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
+    repro.seed_everything(cfg.seed, cfg.threads, deterministic=cfg.deterministic)
+    if cfg.deterministic:
+        # warn_only: a few CUDA backward kernels (adaptive pooling, index ops) have no deterministic version.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        torch.backends.cudnn.deterministic = cfg.deterministic
+        if not cfg.deterministic:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+
+def _progress_enabled(progress: Optional[bool], info: D.DistInfo) -> bool:
+    if not info.is_main or os.environ.get(PROGRESS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if progress is not None:
+        return bool(progress)
+    return sys.stderr.isatty()
+
+
+def _set_epoch(loader: Any, epoch: int) -> None:
+    for obj in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+            return
+
+
+def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
+    if device.type == "cuda" and cfg.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def _eval_loss_acc(model: nn.Module, loader: Optional[Iterable[Any]], cfg: TrainConfig, device: torch.device,
+                   channels_last: bool, info: D.DistInfo) -> tuple[Optional[float], Optional[float]]:
+    """Mean cross-entropy (no label smoothing) and top-1 of the main head over a (sharded) loader."""
+    if loader is None:
+        return None, None
+    was = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
+    try:
+        for x, y in loader:
+            x, y = _to_device(x, y, device, channels_last)
+            with _autocast(cfg, device):
+                logits = model(x)
+            logits = _split_outputs(logits)[0].float()
+            sums[0] += nn.functional.cross_entropy(logits, y, reduction="sum")
+            sums[1] += (logits.argmax(1) == y).sum()
+            sums[2] += y.numel()
+    finally:
+        model.train(was)
+    D.all_reduce_sum(sums, info)
+    loss, correct, n = sums.tolist()
+    if n == 0:
+        return None, None
+    return loss / n, correct / n
+
+
+def _check_finite(window: list[torch.Tensor], info: D.DistInfo, epoch: int, first_step: int, n_steps: int,
+                  global_step: int, lr: float, ckpt: Path, last_epoch: int) -> None:
+    """Raise :class:`NonFiniteLossError` if any loss in the window (on any rank) is NaN / inf."""
+    losses = torch.stack(window)
+    bad = (~torch.isfinite(losses)).to(torch.float32)
+    flag = D.all_reduce_max(bad.max().reshape(1), info)
+    if flag.item() == 0:
+        return
+    local = bad.nonzero()
+    k = int(local[0, 0]) if local.numel() else len(window) - 1
+    step = first_step + k
+    value = losses[k].item()
+    kept = (f"the last good checkpoint {ckpt} (end of epoch {last_epoch}) was left untouched"
+            if last_epoch > 0 else "no checkpoint had been written yet")
+    raise NonFiniteLossError(
+        f"training loss is {value} at epoch {epoch + 1}, step {step + 1}/{n_steps} (global step "
+        f"{global_step - len(window) + k + 1}), lr {lr:.4g}: the run diverged; {kept}. Lower the learning rate "
+        "or add warmup (warmup_epochs), then start again or resume from the checkpoint.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, *, model: Optional[nn.Module] = None, loaders: Optional[Mapping[str, Any]] = None,
+          resume: bool = False, overwrite: bool = False, test: bool = False, progress: Optional[bool] = None,
+          verbose: bool = True) -> dict[str, Any]:
+    """Train as ``cfg`` says, writing ``cfg.out_dir`` after every epoch; returns the history document.
+
+    Args:
+        model: a GoogLeNet to train instead of ``build_model(cfg, ...)`` (its architecture is what the
+            checkpoints record and check).
+        loaders: ``{"train", "val"[, "test"]}`` instead of :func:`make_loaders`; the train loader should
+            have ``set_epoch`` (itself, its sampler or batch sampler) for exact resumption.
+        resume: continue from ``out_dir/last.pt``; the architecture and the config (except
+            :data:`RESUMABLE_CHANGES`) must match, else ValueError.
+        overwrite: start afresh in an ``out_dir`` that already holds a run (refused otherwise).
+        test: after training, evaluate the final weights (and the EMA) on the test split once and store it in
+            ``history["test"]``; never used for model selection.
+        progress: tqdm bars; None = when stderr is a terminal. ``INCEPTION_LIB_PROGRESS=0`` turns them off.
+        verbose: print one summary line per epoch (rank 0).
+
+    Raises:
+        NonFiniteLossError: the loss became NaN / inf (epoch and step named; files untouched since the last
+            good epoch).
+    """
+    if cfg.framework != "pytorch":
+        raise ValueError(f"cfg.framework is {cfg.framework!r}: use inception_lib.train_keras.train for Keras")
+    spec.get_variant(cfg.variant)  # unknown variant -> ValueError before anything is touched
+    dcfg = data_config(cfg)  # unknown dataset / bad data options -> ValueError
+    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
+        raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {cfg.max_steps_per_epoch}")
+    out = Path(cfg.out_dir)
+    ckpt_path = out / LAST
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"resume=True but there is no checkpoint {ckpt_path}; train without resume first")
+    if not resume and not overwrite and ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass resume=True to continue it, "
+                              "overwrite=True to start again there, or choose another out_dir")
+
+    env = D.env_info()
+    device = resolve_device(cfg.device, env.local_rank)
+    det_before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    info = D.init(device.type)
+    try:
+        with warnings.catch_warnings():
+            if info.enabled and dcfg.image_channels == 1:
+                # conv1's [64, 1, 7, 7] gradient comes back with a different (equivalent: a size-1 dim) stride
+                # than DDP's bucket; harmless, and it would print on every rank.
+                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            return _train(cfg, dcfg, device, info, out, ckpt_path, model=model, loaders=loaders, resume=resume,
+                          test=test, progress=progress, verbose=verbose)
+    finally:
+        torch.use_deterministic_algorithms(det_before[0], warn_only=det_before[1])
+        D.cleanup(info)
+
+
+def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, out: Path, ckpt_path: Path, *,
+           model: Optional[nn.Module], loaders: Optional[Mapping[str, Any]], resume: bool, test: bool,
+           progress: Optional[bool], verbose: bool) -> dict[str, Any]:
+    _configure_runtime(cfg, device)
+    if model is None:
+        model = build_model(cfg, dcfg.num_classes, dcfg.image_channels)
+    arch = _architecture(model)
+    state: Optional[dict[str, Any]] = None
+    if resume:
+        state = _read_checkpoint(ckpt_path)
+        check_architecture(state["architecture"], arch, where=ckpt_path)
+        _check_resume_config(state["config"], cfg, ckpt_path)
+    if info.rank:  # different dropout masks per replica (restored per rank on resume)
+        torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
+
+    if loaders is None:
+        loaders = make_loaders(cfg, device)
+    train_loader = D.shard_train(loaders["train"], cfg.batch_size, info)
+    val_loader = D.shard_eval(loaders["val"], info) if loaders.get("val") is not None else None
+    n_steps = len(train_loader)
+    if cfg.max_steps_per_epoch is not None:
+        n_steps = min(n_steps, cfg.max_steps_per_epoch)
+    if n_steps == 0:
+        raise ValueError(f"the training set gives no full batch of {cfg.batch_size} images (subset={cfg.subset})")
+
+    channels_last = device.type == "cuda" and cfg.channels_last
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if info.enabled and device.type == "cuda" and cfg.extra.get("sync_bn"):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = make_optimizer(cfg, model)
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        # Built from the model already on its device; its step counter n_averaged stays on the CPU, so the
+        # per-step `n_averaged == 0` test inside update_parameters never waits for the GPU.
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+
+    start_epoch, global_step, wall_offset, best = 0, 0, 0.0, None
+    rows: list[dict[str, Any]] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        rngs = state["rng"]
+        _set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
+        start_epoch, global_step = int(state["epoch"]), int(state["step"])
+        wall_offset, best = float(state["wall_time_s"]), state.get("best_val_acc")
+        rows = [dict(r) for r in state["history"]][:start_epoch]
+        if start_epoch > cfg.epochs:
+            raise ValueError(f"{ckpt_path} is at epoch {start_epoch}, past epochs={cfg.epochs}; ask for at least "
+                             f"{start_epoch} epochs (or evaluate the checkpoint as it is)")
+
+    train_model: nn.Module = model
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # gradient_as_bucket_view: grads live in DDP's buckets (less memory, no stride-mismatch copies).
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                              gradient_as_bucket_view=True)
+    if cfg.compile:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    hardware = {**repro.hardware(), "device": str(device), "world_size": info.world_size}
+    show = _progress_enabled(progress, info)
+    check_every = 1 if device.type == "cpu" else 10  # a host sync per check; cheap on CPU
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+
+    if info.is_main and state is None:  # a resumed run changes nothing on disk before its first new epoch
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in (LAST, BEST):  # overwrite=True: no checkpoint of the old run may pose as this one's
+            (out / stale).unlink(missing_ok=True)
+        _write_config(out, cfg)
+        _write_history(out, _history_doc(cfg, rows, "running", None, hardware))
+    D.barrier(info)
+
+    t_run = time.perf_counter()
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        _set_epoch(train_loader, epoch)
+        lr0 = lr_at(cfg, epoch)
+        stats = torch.zeros(8, dtype=acc_dtype, device=device)
+        window: list[torch.Tensor] = []
+        bar = None
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+                       file=sys.stderr)
+        lr = lr0
+        for i, (x, y) in enumerate(train_loader):
+            if i >= n_steps:
+                break
+            lr = lr_at(cfg, epoch + i / n_steps)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            x, y = _to_device(x, y, device, channels_last)
+            with _autocast(cfg, device):
+                outputs = train_model(x)
+            parts = compute_loss(outputs, y, criterion, cfg.aux_weight)
+            global_step += 1
+            window.append(parts.total.detach())
+            if len(window) >= check_every or i + 1 == n_steps:
+                last_good = int(rows[-1]["epoch"]) if rows else 0
+                _check_finite(window, info, epoch, i + 1 - len(window), n_steps, global_step, lr, ckpt_path, last_good)
+                window = []
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            with torch.no_grad():
+                logits, a1, a2 = _split_outputs(outputs)
+                n = y.numel()
+                zero = stats.new_zeros(())
+                stats += torch.stack([
+                    parts.total.detach().to(acc_dtype) * n, parts.main.detach().to(acc_dtype) * n,
+                    (parts.aux1.detach().to(acc_dtype) * n) if parts.aux1 is not None else zero,
+                    (parts.aux2.detach().to(acc_dtype) * n) if parts.aux2 is not None else zero,
+                    (logits.argmax(1) == y).sum().to(acc_dtype),
+                    (a1.argmax(1) == y).sum().to(acc_dtype) if a1 is not None and parts.aux1 is not None else zero,
+                    (a2.argmax(1) == y).sum().to(acc_dtype) if a2 is not None and parts.aux2 is not None else zero,
+                    stats.new_full((), float(n)),  # a fill kernel, not a host-to-device copy (no sync)
+                ])
+            if bar is not None:
+                bar.update(1)
+                if (i + 1) % check_every == 0 or i + 1 == n_steps:
+                    s = stats.tolist()
+                    elapsed = time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{s[0] / s[7]:.3f}", acc=f"{s[4] / s[7]:.3f}",
+                                    img_s=f"{s[7] * info.world_size / max(elapsed, 1e-9):.0f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        D.all_reduce_sum(stats, info)
+        s = stats.tolist()
+        train_time = time.perf_counter() - t0
+        aux_on = cfg.aux_weight > 0 and s[2] != 0.0
+
+        val_loss, val_acc = _eval_loss_acc(model, val_loader, cfg, device, channels_last, info)
+        val_acc_ema = None
+        if ema is not None:
+            val_acc_ema = _eval_loss_acc(ema.module, val_loader, cfg, device, channels_last, info)[1]
+        now = time.perf_counter()
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr0,
+            "train_loss": s[0] / s[7],
+            "train_loss_main": s[1] / s[7],
+            "train_loss_aux1": s[2] / s[7] if aux_on else None,
+            "train_loss_aux2": s[3] / s[7] if aux_on else None,
+            "train_acc": s[4] / s[7],
+            "train_acc_aux1": s[5] / s[7] if aux_on else None,
+            "train_acc_aux2": s[6] / s[7] if aux_on else None,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "val_acc_ema": val_acc_ema,
+            "epoch_time_s": now - t0,
+            "wall_time_s": wall_offset + (now - t_run),
+            "images_per_s": s[7] / train_time,
+        }
+        assert tuple(row) == EPOCH_KEYS
+        rows.append(row)
+        improved = val_acc is not None and (best is None or val_acc > best)
+        if improved:
+            best = val_acc
+        rngs = D.gather_objects(_rng_state(), info)
+        if info.is_main:
+            ckpt = {
+                "format": CHECKPOINT_FORMAT, "framework": "pytorch", "architecture": arch, "config": cfg.to_dict(),
+                "epoch": epoch + 1, "step": global_step, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "rng": rngs, "history": rows, "wall_time_s": row["wall_time_s"], "best_val_acc": best,
+                "versions": _versions(),
+            }
+            _save_checkpoint(ckpt, ckpt_path)
+            if improved:  # the weights only: best.pt is for evaluation, last.pt for resuming
+                _save_checkpoint({**ckpt, "optimizer": None, "rng": None}, out / BEST)
+            _write_config(out, cfg)
+            _write_history(out, _history_doc(cfg, rows, "running", None, hardware))
+            if verbose:
+                print(_epoch_line(row, cfg.epochs), flush=True)
+        D.barrier(info)
+
+    test_result = None
+    if test:
+        test_result = _test_once(model, ema, loaders, cfg, device, info, epoch=len(rows))
+    elif state is not None and start_epoch == cfg.epochs:  # nothing trained now: keep an earlier test result
+        test_result = _previous_test(out, start_epoch)
+    doc = _history_doc(cfg, rows, "completed", test_result, hardware)
+    if info.is_main:
+        _write_history(out, doc)
+        if verbose and test_result is not None:
+            t = test_result["model"]
+            print(f"test ({t['n']} images, evaluated once): top-1 {t['top1']:.4f}"
+                  + (f", top-5 {t['top5']:.4f}" if t.get("top5") is not None else ""), flush=True)
+    D.barrier(info)
+    return doc
+
+
+def _previous_test(out: Path, epoch: int) -> Optional[dict[str, Any]]:
+    try:
+        test = json.loads((out / "history.json").read_text()).get("test")
+    except (OSError, ValueError):
+        return None
+    return test if isinstance(test, dict) and test.get("epoch") == epoch else None
+
+
+def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """Atomic ``torch.save`` (a module-level function so tests can interrupt a run right after it)."""
+    _atomic_write(path, lambda f: torch.save(ckpt, f))
+
+
+def _epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    def f(v: Any, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return (f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  train loss {f(row['train_loss'])} "
+            f"acc {f(row['train_acc'])}  val loss {f(row['val_loss'])} acc {f(row['val_acc'])} "
+            f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
+
+
+def _ks(num_classes: int) -> tuple[int, ...]:
+    return (1, 5) if num_classes >= 5 else (1,)
+
+
+def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], cfg: TrainConfig, device: torch.device,
+               info: D.DistInfo, epoch: int) -> Optional[dict[str, Any]]:
+    """The final weights (and the EMA) on the test split, rank 0 only (the others wait)."""
+    from inception_lib import evaluate as E
+
+    result = None
+    if info.is_main:
+        if "test" not in loaders:
+            raise ValueError("test=True but the loaders have no 'test' split")
+        num_classes = getattr(model, "num_classes", None)
+        ks = _ks(num_classes) if num_classes else (1,)
+        res = E.evaluate(model, loaders["test"], "1", ks, device=device, num_classes=num_classes)
+        result = {"split": "test", "crops": "1", "epoch": epoch, "model": res.to_dict(include_confusion=False),
+                  "ema": None}
+        if ema is not None:
+            res_ema = E.evaluate(ema.module, loaders["test"], "1", ks, device=device, num_classes=num_classes)
+            result["ema"] = res_ema.to_dict(include_confusion=False)
+    D.barrier(info)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluating a saved run
+# ----------------------------------------------------------------------------------------------------
+
+
+def _raw_eval_batches(split: Any, dcfg: Any, batch_size: int) -> Iterable[tuple[Any, torch.Tensor]]:
+    """Normalized images at their stored resolution (for 10 / 144 crops): a batch tensor or a list."""
+    mean = torch.tensor(dcfg.norm_mean).view(-1, 1, 1)
+    std = torch.tensor(dcfg.norm_std).view(-1, 1, 1)
+
+    def prep(img: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        if x.shape[0] == 1 and dcfg.image_channels == 3:
+            x = x.expand(3, -1, -1)
+        return (x - mean) / std
+
+    from inception_lib import data
+
+    for lo in range(0, len(split), batch_size):
+        hi = min(lo + batch_size, len(split))
+        y = torch.from_numpy(np.asarray(split.labels[lo:hi], dtype=np.int64))
+        if split.images is not None:
+            yield torch.stack([prep(split.images[i]) for i in range(lo, hi)]), y
+        else:
+            yield [prep(data.decode_image(split.paths[i])) for i in range(lo, hi)], y
+
+
+def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Union[str, int] = "1", *,
+                        weights: str = "model", device: str = "auto", batch_size: Optional[int] = None,
+                        eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> Any:
+    """Top-1 / top-5 of a saved checkpoint on ``split`` with 1, 10 or 144 crops (Section 7 of the paper).
+
+    The data come from the checkpoint's own config (same dataset, resolution, normalization). ``crops="1"``
+    feeds the evaluation transform's images; ``"10"`` / ``"144"`` crop the stored-resolution images at the
+    training resolution, with the paper's 256 / 224 (and 256..352 / 224) ratios scaled to it. ``weights="ema"``
+    evaluates the Polyak-averaged weights. Returns an :class:`inception_lib.evaluate.EvalResult`.
+    """
+    from inception_lib import data
+    from inception_lib import evaluate as E
+
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    crops = str(crops)
+    if crops not in E.SCHEMES:
+        raise ValueError(f"crops must be one of {E.SCHEMES}, got {crops!r}")
+    model, state = load_checkpoint(path, weights=weights)
+    cfg = TrainConfig.from_dict(state["config"])
+    extra = dict(cfg.extra)
+    if eval_subset is not None:
+        extra["eval_subset"] = eval_subset
+    if batch_size is not None:
+        extra["eval_batch_size"] = batch_size
+    cfg = dataclasses.replace(cfg, extra=extra, data_root=data_root if data_root is not None else cfg.data_root)
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    dcfg = data_config(cfg)
+    ks = _ks(int(state["architecture"]["num_classes"]))
+    if crops == "1":
+        loader = make_loaders(cfg, dev)[split]
+        return E.evaluate(model, loader, "1", ks, device=dev, num_classes=model.num_classes)
+    part = data.load_splits(dcfg)[split]
+    size = dcfg.image_size
+    resize = round(size * 256 / 224)
+    scales = tuple(round(s * size / 224) for s in E.PAPER_SCALES)
+    batches = _raw_eval_batches(part, dcfg, dcfg.eval_batch)
+    return E.evaluate(model, batches, crops, ks, device=dev, num_classes=model.num_classes, crop=size, resize=resize,
+                      scales=scales)
