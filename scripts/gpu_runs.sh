@@ -23,6 +23,7 @@ mkdir -p "$RESULTS" runs
 
 # One place for the hyperparameters of every full run (the paper gives no batch size, base lr or epochs).
 EPOCHS=${EPOCHS:-30}
+SEEDS=${SEEDS:-0 1 2}
 # Base lr per variant: BatchNorm tolerates 0.1 at batch 256; the LRN "paper" net (no BN) gets 0.04, since it is
 # known to stall or diverge from scratch at high rates (NVIDIA/DIGITS#82). Untested on a GPU so far.
 declare -A LR=([bn]=0.1 [paper]=0.04)
@@ -53,11 +54,11 @@ case "$phase" in
         --json "$RESULTS/bench_$(echo "${extra:-eager_fp32}" | tr -d ' -').json"
     done ;;
   fmnist96)
-    for seed in 0 1 2; do
+    for seed in $SEEDS; do
       for variant in bn paper; do run "fmnist96_${variant}_aux03_s${seed}" --variant "$variant" --lr "${LR[$variant]}" --resolution $RES96 --aux-weight 0.3 --seed "$seed"; done
     done ;;
   ablation)
-    for seed in 0 1 2; do run "fmnist96_bn_aux0_s${seed}" --variant bn --lr "${LR[bn]}" --resolution $RES96 --aux-weight 0 --seed "$seed"; done ;;
+    for seed in $SEEDS; do run "fmnist96_bn_aux0_s${seed}" --variant bn --lr "${LR[bn]}" --resolution $RES96 --aux-weight 0 --seed "$seed"; done ;;
   fmnist224)
     for variant in bn paper; do run "fmnist224_${variant}_aux03_s0" --variant "$variant" --lr "${LR[$variant]}" --resolution $RES224 --aux-weight 0.3 --seed 0; done ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
