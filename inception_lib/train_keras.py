@@ -1,0 +1,1098 @@
+"""Keras 3 training for GoogLeNet: the same recipe, config and files as :mod:`inception_lib.train` (PyTorch).
+
+Both trainers read one :class:`~inception_lib.config.TrainConfig` and write one run-folder layout
+(``config.json``, ``history.json`` / ``history.csv`` with exactly :data:`~inception_lib.config.EPOCH_KEYS`),
+so a chapter can put a PyTorch run and a Keras run in one table. What is done, and why it is done this way:
+
+* **Loss**: sparse softmax cross-entropy on the logits of every head, ``loss_weights=[1, aux_weight,
+  aux_weight]`` (the paper's 0.3); ``aux_weight=0`` builds no aux heads. Label smoothing (not in the paper)
+  goes through one-hot targets (:class:`SparseCrossEntropy`), because Keras's sparse loss has no smoothing.
+  PyTorch's and Keras's smoothing are the same formula: ``(1 - eps) * onehot + eps / K``.
+* **SGD, exactly PyTorch's** (:class:`TorchSGD`): ``buf = momentum * buf + (g + wd * w)``, ``w -= lr * buf``
+  (Nesterov: ``w -= lr * (g + wd * w + momentum * buf)``), with the L2 term on kernels / weight matrices only
+  (``ndim > 1``: no decay on biases or BatchNorm scales, as the PyTorch trainer's parameter groups).
+  Keras's own SGD differs twice: its velocity is kept in units of ``lr * g`` (``v = m * v - lr * g``, the
+  same only while ``lr`` is constant), and its ``weight_decay`` argument is *decoupled* (``w -= lr * wd * w``
+  outside the momentum), which with momentum 0.9 decays about 10x less than PyTorch's coupled L2
+  (``lr * wd / (1 - momentum)`` per step in steady state). So ``weight_decay`` is not used; the coupled term
+  is added to the gradient instead.
+* **Learning rate**: :class:`LrAtSchedule` is a Keras ``LearningRateSchedule`` that looks up
+  :func:`inception_lib.config.lr_at` evaluated in Python at every step of the run, with PyTorch's argument
+  ``epoch + i / steps_per_epoch``: the same numbers (rounded to float32), no per-batch Python.
+* **Polyak averaging** through Keras's own ``use_ema=True, ema_momentum=cfg.ema_decay``: the first step copies
+  the weights, then ``avg += (1 - d) * (w - avg)`` after every step, which is the update (``lerp``) of
+  ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``. Keras averages the trainable
+  variables only; PyTorch's ``AveragedModel(use_buffers=True)`` also averages the BatchNorm running
+  statistics, so :class:`TorchSGD` averages the BatchNorm moving mean / variance in the same step (same
+  formula, same first-step copy). ``val_acc_ema`` is measured by copying the averages into the model
+  (:func:`ema_weights`), evaluating, and copying the raw values back: exact, values are copied, never
+  recomputed, and the averages are never written. Keras's ``fit`` normally overwrites the model with the
+  averages when it returns (``finalize_variable_values``); :class:`TorchSGD` turns that off, so the model
+  always holds the trained weights, as in PyTorch, and the averages live in the optimizer (and checkpoints).
+* **Checkpoints** (``last.keras`` every epoch, ``best.keras`` at the best ``val_acc``, a hard link to that
+  epoch's ``last.keras`` where the filesystem allows): Keras's own archive (``model.save``: architecture,
+  weights, compile config and the optimizer state: momentum buffers, EMA, ``iterations``), plus an
+  ``inception_lib.json`` entry with the epoch, step, architecture, config and history. Written to a temporary
+  name in the same folder, fsynced (unless ``INCEPTION_LIB_FSYNC=0``), then ``os.replace``-d: a crash never
+  leaves a torn file. ``train(cfg, resume=True)`` continues from ``last.keras``; a checkpoint of another
+  architecture is refused with a ValueError naming both, before any file is touched.
+  ``keras.saving.load_model("last.keras")`` also works (after ``import inception_lib.train_keras``).
+* **Non-finite loss**: checked after every batch, and the validation loss before every checkpoint (a last
+  update can diverge after its loss was computed); :class:`NonFiniteLossError` names the epoch and step; the
+  last good checkpoint and the history stay as they were at the end of the last good epoch.
+* **Devices**: several visible GPUs -> ``tf.distribute.MirroredStrategy`` (``batch_size`` is the global batch,
+  as under torchrun; BatchNorm statistics are per replica). ``cfg.amp`` on a GPU -> ``mixed_bfloat16``;
+  ``cfg.compile`` -> XLA (``jit_compile=True``). ``cfg.deterministic`` -> TF op determinism, via
+  :func:`inception_lib.repro.seed_everything` (restored afterwards).
+
+Not the same as PyTorch (stated, not hidden): resuming restores weights, optimizer, EMA, schedule position,
+history and clock exactly, but not the data order (tf.data reshuffles from a counter that a new pipeline
+restarts; the resumed part is seeded with ``seed + start_epoch`` so it does not replay epoch 1's order).
+Keras computes BatchNorm's moving variance from the biased batch variance (PyTorch: unbiased).
+
+Settings without a TrainConfig field go in ``cfg.extra`` (as for PyTorch): ``eval_subset``,
+``eval_batch_size``, ``split_seed``, ``download``, plus Keras-only ``run_eagerly`` (no graph tracing: the
+first graph-mode step of GoogLeNet takes ~35 s of CPU to trace, so the CPU tests run eagerly) and
+``devices`` (an explicit device list for MirroredStrategy, e.g. ``["CPU:0", "CPU:1"]`` after splitting the
+CPU into logical devices).
+
+Import torch / torchvision (if used at all) before this module: tensorflow first aborts torchvision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from inception_lib import repro, spec  # noqa: E402
+from inception_lib.config import EPOCH_KEYS, HISTORY_SCHEMA, TrainConfig, lr_at  # noqa: E402
+from inception_lib.keras import GoogLeNet, inference_model  # noqa: E402  (also registers the custom layers)
+
+__all__ = [
+    "BEST",
+    "CHECKPOINT_FORMAT",
+    "FSYNC_ENV",
+    "LAST",
+    "META_NAME",
+    "PROGRESS_ENV",
+    "RESUMABLE_CHANGES",
+    "LrAtSchedule",
+    "NonFiniteLossError",
+    "SparseCrossEntropy",
+    "TorchSGD",
+    "architecture",
+    "build_model",
+    "check_architecture",
+    "compile_model",
+    "data_config",
+    "ema_weights",
+    "evaluate_loss_acc",
+    "load_checkpoint",
+    "make_optimizer",
+    "read_checkpoint_meta",
+    "train",
+]
+
+CHECKPOINT_FORMAT = "inception_lib.checkpoint/1"
+"""The same format tag as the PyTorch checkpoints; ``framework`` in the metadata tells them apart."""
+LAST = "last.keras"
+BEST = "best.keras"
+META_NAME = "inception_lib.json"
+"""The metadata entry added to Keras's ``.keras`` zip archive (Keras's loader ignores unknown entries)."""
+PROGRESS_ENV = "INCEPTION_LIB_PROGRESS"
+"""Set to ``0`` to turn Keras's progress bar off (CI, nbval)."""
+FSYNC_ENV = "INCEPTION_LIB_FSYNC"
+"""Set to ``0`` to skip fsync on throwaway runs (tests), as for the PyTorch trainer: write-then-rename still never
+leaves a torn file when the process dies; fsync adds durability against a power cut or an OS crash."""
+
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"epochs", "out_dir", "device", "data_root", "num_workers", "threads"})
+"""Config fields a resumed run may change (the PyTorch trainer's list): anything else is another experiment."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimizer, schedule, loss
+# ----------------------------------------------------------------------------------------------------
+
+
+def _lr_table(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
+    """``lr_at(cfg, e + i / n)`` for every step of the run (and one past the end), the PyTorch argument."""
+    n = steps_per_epoch
+    return np.array([lr_at(cfg, s // n + (s % n) / n) for s in range(cfg.epochs * n + 1)], dtype=np.float64)
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class LrAtSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of :func:`inception_lib.config.lr_at` at optimizer step ``step``.
+
+    The values are computed in Python (by ``lr_at`` itself, so the two frameworks cannot drift apart) for
+    every step of the run and looked up in the graph: ``step`` s is epoch ``s // n``, batch ``s % n``, the
+    same ``epoch + i / n`` the PyTorch trainer passes. Steps past the end keep the last value.
+    """
+
+    def __init__(self, config: Union[TrainConfig, Mapping[str, Any]], steps_per_epoch: int) -> None:
+        self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.table = _lr_table(self.config, self.steps_per_epoch)
+
+    def value(self, step: int) -> float:
+        """The float64 value at ``step`` (what the graph uses, before the float32 cast)."""
+        return float(self.table[min(max(int(step), 0), len(self.table) - 1)])
+
+    def __call__(self, step: Any) -> Any:
+        with np.errstate(over="ignore"):  # a diverging config may ask for more than float32 holds: inf
+            table = ops.convert_to_tensor(self.table.astype(np.float32))
+        index = ops.clip(ops.cast(step, "int32"), 0, len(self.table) - 1)
+        return ops.take(table, index)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "steps_per_epoch": self.steps_per_epoch}
+
+
+class _Untracked:
+    """Holds model variables inside the optimizer without Keras tracking them as optimizer variables."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = list(items)
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class TorchSGD(keras.optimizers.SGD):
+    """``torch.optim.SGD`` (momentum, dampening 0, coupled L2 weight decay) as a Keras optimizer.
+
+    Update per variable, with ``g`` the gradient: ``g += l2 * w`` when the variable has ``ndim > 1``
+    (kernels and weight matrices; not biases or BatchNorm scales); ``buf = momentum * buf + g``;
+    ``w -= lr * buf`` (Nesterov: ``w -= lr * (g + momentum * buf)``). Keras's SGD keeps ``lr`` inside its
+    velocity and decays weights *decoupled*; with a changing learning rate or weight decay those give
+    different trajectories, so the buffers here mean exactly what PyTorch's ``momentum_buffer`` means.
+
+    With ``use_ema=True`` the BatchNorm moving statistics given to :meth:`average_buffers` are averaged along
+    with the weights (PyTorch ``AveragedModel(use_buffers=True)``), and :meth:`finalize_variable_values` does
+    nothing: the model keeps its trained weights when ``fit`` returns; the averages stay in the optimizer.
+    """
+
+    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 l2: float = 0.0, **kwargs: Any) -> None:
+        kwargs.pop("weight_decay", None)  # decoupled decay is exactly what this class replaces
+        super().__init__(learning_rate=learning_rate, momentum=float(momentum), nesterov=nesterov, **kwargs)
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+        self.l2 = float(l2)
+        self._buffer_refs = _Untracked([])
+        self._buffer_averages: list[Any] = []
+
+    def average_buffers(self, variables: Sequence[Any]) -> None:
+        """Also average these non-trainable variables (BatchNorm moving stats); call before ``build``."""
+        if self.built:
+            raise RuntimeError("average_buffers must be called before the optimizer is built")
+        self._buffer_refs = _Untracked(variables)
+
+    @property
+    def buffer_variables(self) -> list[Any]:
+        """The model variables whose averages :attr:`buffer_averages` holds."""
+        return list(self._buffer_refs.items)
+
+    @property
+    def buffer_averages(self) -> list[Any]:
+        return list(self._buffer_averages)
+
+    def build(self, variables: Sequence[Any]) -> None:
+        if self.built:
+            return
+        super().build(variables)
+        if self.use_ema and self._buffer_refs.items:
+            # Created last: the optimizer variables of a plain Keras SGD come first, in their usual order.
+            self._buffer_averages = [self.add_variable_from_reference(v, name="average")
+                                     for v in self._buffer_refs.items]
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.l2 and len(variable.shape) > 1:
+            g = ops.add(g, ops.multiply(ops.cast(self.l2, variable.dtype), variable))
+        if self.momentum != 0:
+            buf = self.momentums[self._get_variable_index(variable)]
+            mom = ops.cast(self.momentum, variable.dtype)
+            self.assign(buf, ops.add(ops.multiply(buf, mom), g))  # PyTorch's first step (buf = g) included
+            step = ops.add(g, ops.multiply(buf, mom)) if self.nesterov else buf
+        else:
+            step = g
+        self.assign_sub(variable, ops.multiply(step, lr))
+
+    def _update_model_variables_moving_average(self, trainable_variables: Sequence[Any]) -> None:
+        """``avg += (1 - d) * (w - avg)`` (PyTorch's ``lerp``), with d = 0 at the first step (a copy: avg starts at 0).
+
+        Replaces Keras's ``avg = d * avg + (1 - d) * w`` (the same value up to rounding) to use three ops per
+        variable instead of eight, and covers the BatchNorm buffers registered with :meth:`average_buffers`.
+        """
+        if not self.use_ema:
+            return
+        pairs = [(v, a) for v, a in zip(trainable_variables, self._model_variables_moving_average) if a is not None]
+        pairs += list(zip(self._buffer_refs.items, self._buffer_averages))
+        weight = ops.where(ops.equal(self.iterations, 0), 1.0, 1.0 - float(self.ema_momentum))
+        weights: dict[str, Any] = {}
+        for var, average in pairs:
+            dtype = str(var.dtype)
+            if dtype not in weights:
+                weights[dtype] = ops.cast(weight, var.dtype)
+            average.assign_add(ops.multiply(ops.subtract(var, average), weights[dtype]))
+
+    def load_own_variables(self, store: Any) -> None:
+        """Keras's loader, plus: a state saved *with* BatchNorm-buffer averages loads into an optimizer built
+        without them (``keras.saving.load_model`` cannot know the buffers): the buffer averages, stored last,
+        are left out with a warning, and everything else (iterations, momentum, weight averages) loads."""
+        saved, own = len(store.keys()), len(self.variables)
+        if self.use_ema and not self._buffer_averages and own > 0 and saved > own:
+            import warnings
+
+            for i, variable in enumerate(self.variables):
+                variable.assign(store[str(i)])
+            warnings.warn(f"{self.name}: {saved - own} averaged BatchNorm statistics in the saved state were not "
+                          "loaded (this optimizer was not given the model's BatchNorm variables; "
+                          "inception_lib.train_keras.load_checkpoint restores them)", stacklevel=2)
+            return
+        super().load_own_variables(store)
+
+    def finalize_variable_values(self, var_list: Sequence[Any]) -> None:
+        """Keep the trained weights in the model (Keras would copy the EMA in); see the class docstring."""
+        return None
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"l2": self.l2})
+        config.pop("weight_decay", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class SparseCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy on logits with integer labels and PyTorch-style label smoothing.
+
+    ``label_smoothing=0`` is plain sparse cross-entropy; otherwise the target is
+    ``(1 - eps) * onehot + eps / num_classes`` (``torch.nn.CrossEntropyLoss(label_smoothing=eps)``).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "sparse_cross_entropy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_pred = ops.cast(y_pred, "float32")
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        if self.label_smoothing == 0.0:
+            return keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+        onehot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, from_logits=True,
+                                                     label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> TorchSGD:
+    """PyTorch's SGD (momentum, Nesterov, coupled L2 on kernels) driven by ``lr_at``; EMA when ``cfg.ema``."""
+    kwargs: dict[str, Any] = {}
+    if cfg.ema:
+        kwargs.update(use_ema=True, ema_momentum=float(cfg.ema_decay))
+    return TorchSGD(LrAtSchedule(cfg, steps_per_epoch), momentum=float(cfg.momentum), nesterov=cfg.nesterov,
+                    l2=float(cfg.weight_decay), **kwargs)
+
+
+def _bn_buffers(model: keras.Model) -> list[Any]:
+    """BatchNorm moving mean / variance in layer order (what PyTorch's ``use_buffers`` averages)."""
+    out: list[Any] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            out += [layer.moving_mean, layer.moving_variance]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model, data, architecture
+# ----------------------------------------------------------------------------------------------------
+
+
+def data_config(cfg: TrainConfig) -> Any:
+    """The :class:`inception_lib.data.DataConfig` of a training config.
+
+    The same mapping as ``inception_lib.train.data_config`` (which cannot be imported here: it imports
+    torch, and torch after tensorflow is not safe on these machines), so both frameworks see the same data.
+    """
+    from inception_lib import data
+
+    ex = cfg.extra
+    return data.DataConfig(
+        dataset=cfg.dataset, root=cfg.data_root, resolution=cfg.resolution, channels=cfg.channels,
+        val_size=cfg.val_size, subset=cfg.subset, eval_subset=ex.get("eval_subset"), augment=cfg.augment,
+        seed=cfg.seed, split_seed=int(ex.get("split_seed", 0)), batch_size=cfg.batch_size,
+        eval_batch_size=ex.get("eval_batch_size"), num_workers=cfg.num_workers, download=bool(ex.get("download", False)),
+    )
+
+
+def architecture(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
+    """What identifies the network (the PyTorch trainer's dict, so the two frameworks' checkpoints compare)."""
+    v = spec.get_variant(cfg.variant, dropout=cfg.dropout)
+    return _json_normal({"family": "googlenet", "variant": dataclasses.asdict(v), "num_classes": int(num_classes),
+                         "in_channels": int(in_channels), "aux_logits": cfg.aux_logits,
+                         "image_size": [int(image_size), int(image_size)]})
+
+
+def _model_architecture(model: keras.Model) -> dict[str, Any]:
+    ic = getattr(model, "inception_config", None)
+    if not ic:
+        return {"family": type(model).__name__}
+    return _json_normal({"family": "googlenet", "variant": dataclasses.asdict(ic["variant"]),
+                         "num_classes": ic["num_classes"], "in_channels": ic["in_channels"],
+                         "aux_logits": ic["aux_logits"], "image_size": list(ic["image_size"])})
+
+
+def _json_normal(obj: Any) -> Any:
+    """Tuples to lists etc., so a stored dict compares equal to a fresh one."""
+    return json.loads(json.dumps(obj))
+
+
+def _arch_summary(a: Mapping[str, Any]) -> str:
+    v = a.get("variant")
+    vname = v.get("name") if isinstance(v, Mapping) else v
+    keys = ("num_classes", "in_channels", "aux_logits", "image_size")
+    return f"variant={vname!r}, " + ", ".join(f"{k}={a.get(k)!r}" for k in keys)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any],
+                       where: Union[str, Path] = "the checkpoint") -> None:
+    """Refuse weights of another network: ValueError naming both architectures and every difference."""
+    a, b = _flat(_json_normal(dict(stored))), _flat(_json_normal(dict(current)))
+    diffs = [f"{k}: {a.get(k)!r} (checkpoint) vs {b.get(k)!r} (this model)"
+             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diffs:
+        raise ValueError(
+            f"{where} holds a different architecture: checkpoint {_arch_summary(stored)}; this model "
+            f"{_arch_summary(current)}. Differences: " + "; ".join(diffs))
+
+
+def _check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path) -> None:
+    now = _json_normal(cfg.to_dict())
+    old = _json_normal(dict(stored))
+    keys = sorted((set(old) | set(now)) - RESUMABLE_CHANGES)
+    diffs = [f"{k}: {old.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in keys if old.get(k) != now.get(k)]
+    if diffs:
+        raise ValueError(
+            f"cannot resume {where} with a different configuration: " + "; ".join(diffs)
+            + f". Only {sorted(RESUMABLE_CHANGES)} may change on resume; start a new run (another out_dir) "
+            "to change anything else.")
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: Optional[str]) -> Iterator[None]:
+    """Build layers under a dtype policy (mixed_bfloat16 on GPUs), then put the global policy back."""
+    if name is None:
+        yield
+        return
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int,
+                dtype_policy: Optional[str] = None) -> keras.Model:
+    """The Keras GoogLeNet the config describes (aux heads iff ``aux_weight > 0``), returning logits."""
+    with _dtype_policy(dtype_policy):
+        return GoogLeNet(num_classes=num_classes, aux_logits=cfg.aux_logits, variant=cfg.variant,
+                         input_shape=(image_size, image_size, in_channels), dropout=cfg.dropout)
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, *, run_eagerly: bool = False) -> TorchSGD:
+    """Compile with the paper's weighted loss and PyTorch's SGD, build the optimizer; returns the optimizer.
+
+    The optimizer is built here (not lazily in the first step) so that a checkpoint's optimizer state can be
+    loaded before training, and the BatchNorm buffers are registered for averaging first.
+    """
+    aux = isinstance(model.output, (list, tuple)) and len(model.outputs) == 3
+    optimizer = make_optimizer(cfg, steps_per_epoch)
+    optimizer.average_buffers(_bn_buffers(model))
+    loss = SparseCrossEntropy(cfg.label_smoothing)
+    acc = keras.metrics.SparseCategoricalAccuracy
+    if aux:
+        model.compile(optimizer=optimizer, loss=[loss, loss, loss], loss_weights=[1.0, cfg.aux_weight, cfg.aux_weight],
+                      metrics=[[acc(name="accuracy")], [acc(name="accuracy")], [acc(name="accuracy")]],
+                      run_eagerly=run_eagerly, jit_compile=bool(cfg.compile) and not run_eagerly)
+    else:
+        model.compile(optimizer=optimizer, loss=loss, metrics=[acc(name="accuracy")], run_eagerly=run_eagerly,
+                      jit_compile=bool(cfg.compile) and not run_eagerly)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+@contextlib.contextmanager
+def ema_weights(model: keras.Model, optimizer: Optional[TorchSGD] = None) -> Iterator[bool]:
+    """Temporarily put the EMA (Polyak) weights and averaged BatchNorm statistics into ``model``.
+
+    Yields False (and changes nothing) when the optimizer keeps no averages. The raw values are copied out
+    first and copied back afterwards, also when the body raises, so the training state is bit-for-bit
+    unchanged; the averages themselves are never written.
+    """
+    opt = optimizer if optimizer is not None else model.optimizer
+    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
+    if not getattr(opt, "use_ema", False) or not averages:
+        yield False
+        return
+    pairs = [(v, a) for v, a in zip(opt._trainable_variables, averages) if a is not None]
+    if isinstance(opt, TorchSGD):
+        pairs += list(zip(opt.buffer_variables, opt.buffer_averages))
+    saved = [ops.convert_to_numpy(v) for v, _ in pairs]
+    try:
+        for v, a in pairs:
+            v.assign(a)
+        yield True
+    finally:
+        for (v, _), value in zip(pairs, saved):
+            v.assign(value)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files: atomic writes, history, checkpoints
+# ----------------------------------------------------------------------------------------------------
+
+
+def _fsync_enabled() -> bool:
+    return os.environ.get(FSYNC_ENV, "1").strip() != "0"
+
+
+def _fsync_dir(folder: Path) -> None:
+    if not _fsync_enabled():
+        return
+    with contextlib.suppress(OSError):  # not every platform / filesystem can open a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_file(path: Path, fill: Callable[[Path], None]) -> None:
+    """``fill(tmp)`` writes a temporary file beside ``path`` (same suffix), fsync, then rename it over ``path``.
+
+    ``os.replace`` within one folder is atomic: readers see the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        fill(tmp)
+        if _fsync_enabled():
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    _atomic_file(path, lambda tmp: tmp.write_text(text))
+
+
+def _versions() -> dict[str, str]:
+    return {k: str(v) for k, v in repro.versions().items()}
+
+
+def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
+                 hardware: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": HISTORY_SCHEMA, "framework": "keras", "config": cfg.to_dict(), "versions": _versions(),
+            "hardware": hardware, "seed": cfg.seed, "epochs": rows, "status": status, "test": test}
+
+
+def _write_history(out: Path, doc: dict[str, Any]) -> None:
+    _atomic_text(out / "history.json", json.dumps(doc, indent=2) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(EPOCH_KEYS), lineterminator="\n")
+    w.writeheader()
+    for row in doc["epochs"]:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in EPOCH_KEYS})
+    _atomic_text(out / "history.csv", buf.getvalue())
+
+
+def _save_checkpoint(model: keras.Model, meta: dict[str, Any], path: Path) -> None:
+    """``model.save`` (weights + optimizer state) plus the metadata entry, written atomically."""
+
+    def fill(tmp: Path) -> None:
+        model.save(tmp, overwrite=True)
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(META_NAME, json.dumps(meta, indent=2))
+
+    _atomic_file(path, fill)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """Make ``dest`` the same file as ``src``, atomically: a hard link (free) or else a copy.
+
+    ``last.keras`` is later *replaced* (a new inode), never rewritten, so the link keeps this epoch's bytes.
+    """
+
+    def fill(tmp: Path) -> None:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(src, tmp)
+
+    _atomic_file(dest, fill)
+
+
+def _load_state(model: keras.Model, path: Path) -> None:
+    """Model weights and optimizer state from a ``.keras`` checkpoint.
+
+    ``model.load_weights(path.keras)`` would read the HDF5 file through the zip archive with thousands of
+    small seeks (10 s here for GoogLeNet); one sequential copy to a temporary ``.weights.h5`` is much faster
+    and loads the same state (Keras's ``_load_state`` walks model and optimizer either way).
+    """
+    with tempfile.TemporaryDirectory(prefix="inception_lib_ckpt_") as tmpdir:
+        weights = Path(tmpdir) / "state.weights.h5"
+        with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as src, open(weights, "wb") as dst:
+            shutil.copyfileobj(src, dst, 16 << 20)
+        model.load_weights(weights)
+
+
+def read_checkpoint_meta(path: Union[str, Path]) -> dict[str, Any]:
+    """The metadata of a Keras training checkpoint (epoch, step, architecture, config, history...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read(META_NAME))
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(f"{path} is not an inception_lib Keras training checkpoint ({err})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("framework") != "keras":
+        raise ValueError(f"{path} is not an inception_lib Keras training checkpoint "
+                         f"(format {meta.get('format')!r}, framework {meta.get('framework')!r})")
+    return meta
+
+
+def load_checkpoint(path: Union[str, Path], model: Optional[keras.Model] = None, *,
+                    weights: str = "model") -> tuple[keras.Model, dict[str, Any]]:
+    """Rebuild and compile the checkpoint's model, load weights and optimizer state; returns (model, meta).
+
+    ``weights="ema"`` leaves the Polyak-averaged weights (and averaged BatchNorm statistics) in the model.
+    A ``model`` of another architecture is refused with a ValueError naming both. (``keras.saving.load_model``
+    also opens the file, after ``import inception_lib.train_keras``; it restores everything except the
+    averaged BatchNorm statistics, which only this function can match to the model's layers.)
+    """
+    if weights not in ("model", "ema"):
+        raise ValueError(f"weights must be 'model' or 'ema', got {weights!r}")
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    arch = meta["architecture"]
+    cfg = TrainConfig.from_dict(meta["config"])
+    if model is None:
+        model = build_model(cfg, int(arch["num_classes"]), int(arch["in_channels"]), int(arch["image_size"][0]))
+    check_architecture(arch, _model_architecture(model), where=path)
+    optimizer = compile_model(model, cfg, int(meta["steps_per_epoch"]))
+    _load_state(model, path)
+    if weights == "ema":
+        if not cfg.ema:
+            raise ValueError(f"{path} has no EMA weights (trained with ema=False)")
+        pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+        pairs += list(zip(optimizer.buffer_variables, optimizer.buffer_averages))
+        for v, a in pairs:
+            v.assign(a)
+    return model, meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------
+
+
+def _main_logits(out: Any) -> Any:
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def _eval_step(model: keras.Model, eager: bool) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
+    """(sum of cross-entropy, correct, n) of the main head for one batch, in inference mode."""
+    import tensorflow as tf
+
+    infer = inference_model(model) if isinstance(model.output, (list, tuple)) else model
+
+    def step(x: Any, y: Any) -> tuple[Any, Any, Any]:
+        logits = tf.cast(_main_logits(infer(x, training=False)), tf.float32)
+        y = tf.cast(tf.reshape(y, [-1]), tf.int64)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float64)
+        return tf.reduce_sum(tf.cast(ce, tf.float64)), tf.reduce_sum(correct), tf.size(y)
+
+    return step if eager else tf.function(step, reduce_retracing=True)
+
+
+def evaluate_loss_acc(step: Callable[[Any, Any], tuple[Any, Any, Any]], dataset: Any) -> tuple[Optional[float], Optional[float]]:
+    """Mean cross-entropy (no label smoothing) and top-1 of the main head over a dataset (None if empty)."""
+    loss = correct = 0.0
+    n = 0
+    for x, y in dataset:
+        s, c, k = step(x, y)
+        loss += float(s)
+        correct += float(c)
+        n += int(k)
+    if n == 0:
+        return None, None
+    return loss / n, correct / n
+
+
+def _test_logits(model: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    infer = inference_model(model) if isinstance(model.output, (list, tuple)) else model
+    logits, labels = [], []
+    for x, y in dataset:
+        logits.append(np.asarray(ops.convert_to_numpy(infer(x, training=False)), dtype=np.float32))
+        labels.append(np.asarray(y).reshape(-1))
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Callbacks
+# ----------------------------------------------------------------------------------------------------
+
+
+def _kept(ckpt: Path, last_epoch: int) -> str:
+    return (f"the last good checkpoint {ckpt} (end of epoch {last_epoch}) was left untouched"
+            if last_epoch > 0 else "no checkpoint had been written yet")
+
+
+class _FiniteLossGuard(keras.callbacks.Callback):
+    """Raise :class:`NonFiniteLossError` after the first batch whose loss is NaN / inf.
+
+    Keras's logged ``loss`` is the running mean of the epoch, so it turns non-finite at the first bad batch
+    and stays so. Unlike ``TerminateOnNaN`` (which stops quietly after finishing the epoch's callbacks) this
+    raises at once, before any epoch-end callback could save the damaged weights.
+    """
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, ckpt: Path, last_good: Callable[[], int]) -> None:
+        super().__init__()
+        self.cfg, self.n, self.ckpt, self.last_good = cfg, steps_per_epoch, ckpt, last_good
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        value = float((logs or {}).get("loss", 0.0))
+        if math.isfinite(value):
+            return
+        kept = _kept(self.ckpt, self.last_good())
+        lr = lr_at(self.cfg, self.epoch + batch / self.n)
+        raise NonFiniteLossError(
+            f"training loss is {value} at epoch {self.epoch + 1}, step {batch + 1}/{self.n} (global step "
+            f"{self.epoch * self.n + batch + 1}), lr {lr:.4g}: the run diverged; {kept}. Lower the learning rate "
+            "or add warmup (warmup_epochs), then start again or resume from the checkpoint.")
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    """One history row per epoch (exactly EPOCH_KEYS), then checkpoint and history files, atomically."""
+
+    def __init__(self, run: _Run) -> None:
+        super().__init__()
+        self.run = run
+        self.t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        self.run.end_epoch(epoch, dict(logs or {}), self.t0, time.perf_counter())
+
+
+@dataclasses.dataclass
+class _Run:
+    """The state of one training run that the callbacks read and update."""
+
+    cfg: TrainConfig
+    model: keras.Model
+    optimizer: TorchSGD
+    eval_step: Callable[[Any, Any], tuple[Any, Any, Any]]
+    val: Any
+    out: Path
+    ckpt: Path
+    arch: dict[str, Any]
+    steps_per_epoch: int
+    hardware: dict[str, Any]
+    rows: list[dict[str, Any]]
+    wall_offset: float
+    t_run: float
+    best: Optional[float]
+    verbose: bool
+
+    def end_epoch(self, epoch: int, logs: dict[str, Any], t0: float, t_end: float) -> None:
+        cfg, n = self.cfg, self.steps_per_epoch
+        train_time = t_end - t0
+        aux = cfg.aux_logits
+
+        def log(key: str) -> Optional[float]:
+            """Keras names per-head logs after the output layer (``fc_loss``); one output: plain names."""
+            if not aux:
+                key = {"fc_loss": "loss", "fc_accuracy": "accuracy"}.get(key, "")
+            value = logs.get(key)
+            return None if value is None else float(value)
+
+        val_loss, val_acc = evaluate_loss_acc(self.eval_step, self.val)
+        if val_loss is not None and not math.isfinite(val_loss):
+            # The last steps of the epoch blew the weights up after their (finite) losses were computed:
+            # do not save them.
+            last = int(self.rows[-1]["epoch"]) if self.rows else 0
+            raise NonFiniteLossError(
+                f"validation loss is {val_loss} after epoch {epoch + 1} (the training losses were finite, so the "
+                f"epoch's last update diverged): {_kept(self.ckpt, last)}. Lower the learning rate or add warmup "
+                "(warmup_epochs), then start again or resume from the checkpoint.")
+        val_acc_ema = None
+        with ema_weights(self.model, self.optimizer) as swapped:
+            if swapped:
+                val_acc_ema = evaluate_loss_acc(self.eval_step, self.val)[1]
+        now = time.perf_counter()
+        images = n * cfg.batch_size
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr_at(cfg, epoch),
+            "train_loss": float(logs["loss"]),
+            "train_loss_main": log("fc_loss"),
+            "train_loss_aux1": log("aux1_fc2_loss"),
+            "train_loss_aux2": log("aux2_fc2_loss"),
+            "train_acc": log("fc_accuracy"),
+            "train_acc_aux1": log("aux1_fc2_accuracy"),
+            "train_acc_aux2": log("aux2_fc2_accuracy"),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "val_acc_ema": val_acc_ema,
+            "epoch_time_s": now - t0,
+            "wall_time_s": self.wall_offset + (now - self.t_run),
+            "images_per_s": images / max(train_time, 1e-9),
+        }
+        assert tuple(row) == EPOCH_KEYS
+        self.rows.append(row)
+        improved = val_acc is not None and (self.best is None or val_acc > self.best)
+        if improved:
+            self.best = val_acc
+        meta = {
+            "format": CHECKPOINT_FORMAT, "framework": "keras", "architecture": self.arch, "config": cfg.to_dict(),
+            "epoch": epoch + 1, "step": int(ops.convert_to_numpy(self.optimizer.iterations)),
+            "steps_per_epoch": n, "history": self.rows, "wall_time_s": row["wall_time_s"], "best_val_acc": self.best,
+            "ema": bool(cfg.ema), "versions": _versions(),
+        }
+        _save_checkpoint(self.model, meta, self.ckpt)
+        if improved:  # the same bytes as last.keras at this epoch
+            _link_or_copy(self.ckpt, self.out / BEST)
+        _write_history(self.out, _history_doc(cfg, self.rows, "running", None, self.hardware))
+        if self.verbose:
+            print(_epoch_line(row, cfg.epochs), flush=True)
+
+
+def _epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    def f(v: Any, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return (f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  train loss {f(row['train_loss'])} "
+            f"acc {f(row['train_acc'])}  val loss {f(row['val_loss'])} acc {f(row['val_acc'])} "
+            f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Devices
+# ----------------------------------------------------------------------------------------------------
+
+
+def _strategy(cfg: TrainConfig) -> tuple[Any, dict[str, Any], Optional[str]]:
+    """(distribution strategy, hardware facts, dtype policy) for ``cfg.device``.
+
+    More than one visible GPU (or an explicit ``cfg.extra["devices"]`` list) -> MirroredStrategy over them;
+    otherwise the default strategy, on the GPU if there is one (``device="cpu"`` pins everything to the CPU).
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    device = cfg.device
+    if device not in ("auto", "cpu", "cuda", "gpu", "mps") and not device.startswith(("cuda:", "gpu:")):
+        raise ValueError(f"device must be auto, cpu, cuda / gpu or mps for Keras, got {device!r}")
+    if device not in ("auto", "cpu") and not gpus:
+        raise RuntimeError(f"device {device!r} asked for, but TensorFlow sees no GPU; use device='auto' or 'cpu'")
+    hardware = dict(repro.hardware())
+    explicit = cfg.extra.get("devices")
+    if explicit:
+        strategy = tf.distribute.MirroredStrategy(devices=list(explicit))
+        where = ",".join(explicit)
+    elif ":" in device:  # cuda:N / gpu:N, as torch spells one device
+        index = int(device.split(":", 1)[1])
+        if index >= len(gpus):
+            raise RuntimeError(f"device {device!r} asked for, but TensorFlow sees {len(gpus)} GPU(s)")
+        where = f"/GPU:{index}"
+        strategy = tf.distribute.OneDeviceStrategy(where)
+    elif device != "cpu" and len(gpus) > 1:  # every visible GPU, batch_size the global batch
+        strategy = tf.distribute.MirroredStrategy()
+        where = ",".join(g.name for g in gpus)
+    elif device == "cpu" and gpus:
+        where = "/CPU:0"
+        strategy = tf.distribute.OneDeviceStrategy(where)  # keep a visible GPU out of it
+    else:
+        where = gpus[0].name if gpus else "/CPU:0"
+        strategy = tf.distribute.get_strategy()
+    uses_gpu = "GPU" in where.upper()
+    if uses_gpu:
+        with contextlib.suppress(Exception):  # details are optional
+            phys = tf.config.list_physical_devices("GPU")
+            hardware["gpu"] = tf.config.experimental.get_device_details(phys[0]).get("device_name", "GPU")
+            hardware["gpu_count"] = len(phys)
+    hardware.update({"device": where, "world_size": int(strategy.num_replicas_in_sync)})
+    policy = "mixed_bfloat16" if (cfg.amp and uses_gpu) else None
+    return strategy, hardware, policy
+
+
+def _progress_enabled(progress: Optional[bool]) -> bool:
+    if os.environ.get(PROGRESS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if progress is not None:
+        return bool(progress)
+    return sys.stderr.isatty()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------
+
+
+def _steps_per_epoch(cfg: TrainConfig, train_ds: Any) -> int:
+    import tensorflow as tf
+
+    card = int(train_ds.cardinality())
+    if card == tf.data.INFINITE_CARDINALITY or card < 0:
+        if cfg.max_steps_per_epoch is None:
+            raise ValueError("the training dataset has no known length: set max_steps_per_epoch")
+        return cfg.max_steps_per_epoch
+    n = card if cfg.max_steps_per_epoch is None else min(card, cfg.max_steps_per_epoch)
+    if n == 0:
+        raise ValueError(f"the training set gives no full batch of {cfg.batch_size} images (subset={cfg.subset})")
+    return n
+
+
+def _one_target_per_head(x: Any, y: Any) -> tuple[Any, tuple[Any, Any, Any]]:
+    """Keras wants one target per output: the main head and both aux heads learn the same label."""
+    return x, (y, y, y)
+
+
+def _check_batches(ds: Any, name: str, size: int, channels: int) -> None:
+    spec_x = ds.element_spec[0]
+    shape = tuple(spec_x.shape)
+    if len(shape) != 4 or tuple(shape[1:]) != (size, size, channels):
+        raise ValueError(f"the {name} dataset yields batches of shape {shape}; the model expects "
+                         f"(batch, {size}, {size}, {channels}) (NHWC)")
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, datasets: Optional[Mapping[str, Any]] = None,
+          overwrite: bool = False, test: bool = False, progress: Optional[bool] = None,
+          verbose: bool = True) -> dict[str, Any]:
+    """Train as ``cfg`` says with Keras, writing ``cfg.out_dir`` after every epoch; returns the history document.
+
+    Args:
+        resume: continue from ``out_dir/last.keras`` (weights, optimizer state with momentum buffers, EMA and
+            step counter, history, clock); the architecture and the config (except :data:`RESUMABLE_CHANGES`)
+            must match, else ValueError, raised before any file is written.
+        datasets: ``{"train", "val"[, "test"]}`` batched ``tf.data`` datasets of (NHWC float images, int labels)
+            instead of :func:`inception_lib.data.tf_datasets`; train should drop the remainder.
+        overwrite: start afresh in an ``out_dir`` that already holds a run (refused otherwise).
+        test: after training, evaluate the final weights (and the EMA) on the test split once and store it in
+            ``history["test"]``; never used for model selection.
+        progress: Keras's progress bar; None = when stderr is a terminal. ``INCEPTION_LIB_PROGRESS=0`` turns it off.
+        verbose: print one summary line per epoch.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN / inf (epoch and step named; files untouched since the last
+            good epoch).
+    """
+    if cfg.framework != "keras":
+        raise ValueError(f"cfg.framework is {cfg.framework!r}: set framework='keras' (or use inception_lib.train.train "
+                         "for PyTorch)")
+    spec.get_variant(cfg.variant)  # unknown variant -> ValueError before anything is touched
+    dcfg = data_config(cfg)  # unknown dataset / bad data options -> ValueError
+    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
+        raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {cfg.max_steps_per_epoch}")
+    out = Path(cfg.out_dir)
+    ckpt_path = out / LAST
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"resume=True but there is no checkpoint {ckpt_path}; train without resume first")
+    if not resume and not overwrite and ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass resume=True to continue it, "
+                              "overwrite=True to start again there, or choose another out_dir")
+    num_classes, channels, size = dcfg.num_classes, dcfg.image_channels, dcfg.image_size
+    arch = architecture(cfg, num_classes, channels, size)
+    meta: Optional[dict[str, Any]] = None
+    if resume:  # every refusal happens here, before a file is written
+        meta = read_checkpoint_meta(ckpt_path)
+        check_architecture(meta["architecture"], arch, where=ckpt_path)
+        _check_resume_config(meta["config"], cfg, ckpt_path)
+
+    det_before = _op_determinism()
+    try:
+        return _train(cfg, dcfg, arch, out, ckpt_path, meta, datasets=datasets, test=test, progress=progress,
+                      verbose=verbose)
+    finally:
+        _op_determinism(det_before)
+
+
+def _op_determinism(value: Optional[bool] = None) -> Optional[bool]:
+    """Read (and with ``value``, set) TF op determinism, so a deterministic run does not leak the setting.
+
+    TF exports only ``enable_op_determinism``; reading and disabling use ``tensorflow.python.framework.config``
+    (present in TF 2.9+). Without it nothing is restored (returns None).
+    """
+    try:
+        from tensorflow.python.framework import config as tf_config
+    except ImportError:  # pragma: no cover - other TF builds
+        return None
+    now = bool(tf_config.is_op_determinism_enabled())
+    if value is not None and value != now:
+        (tf_config.enable_op_determinism if value else tf_config.disable_op_determinism)()
+    return now
+
+
+def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_path: Path,
+           meta: Optional[dict[str, Any]], *, datasets: Optional[Mapping[str, Any]], test: bool,
+           progress: Optional[bool], verbose: bool) -> dict[str, Any]:
+    repro.seed_everything(cfg.seed, cfg.threads, tensorflow=True, deterministic=cfg.deterministic)
+    strategy, hardware, policy = _strategy(cfg)
+    start_epoch = int(meta["epoch"]) if meta else 0
+    if datasets is None:
+        from inception_lib import data
+
+        # A new pipeline restarts tf.data's reshuffle counter; a resumed part gets its own seed so that it
+        # does not replay the first epochs' order (see the module docstring).
+        datasets = data.tf_datasets(dataclasses.replace(dcfg, seed=dcfg.seed + start_epoch))
+    size, channels = int(arch["image_size"][0]), int(arch["in_channels"])
+    for name in ("train", "val"):
+        if name not in datasets:
+            raise ValueError(f"datasets needs a {name!r} split, got {sorted(datasets)}")
+        _check_batches(datasets[name], name, size, channels)
+    n_steps = _steps_per_epoch(cfg, datasets["train"])
+    if meta is not None and int(meta["steps_per_epoch"]) != n_steps:
+        raise ValueError(f"cannot resume {ckpt_path}: it was trained with {meta['steps_per_epoch']} steps per epoch, "
+                         f"this data gives {n_steps}")
+    eager = bool(cfg.extra.get("run_eagerly", False))
+
+    with strategy.scope():
+        model = build_model(cfg, arch["num_classes"], channels, size, dtype_policy=policy)
+        check_architecture(arch, _model_architecture(model), where="the model built from the config")
+        optimizer = compile_model(model, cfg, n_steps, run_eagerly=eager)
+    rows: list[dict[str, Any]] = []
+    wall_offset, best = 0.0, None
+    if meta is not None:
+        _load_state(model, ckpt_path)  # weights and the optimizer state (buffers, EMA, iterations)
+        step = int(ops.convert_to_numpy(optimizer.iterations))
+        if step != int(meta["step"]):
+            raise ValueError(f"{ckpt_path}: the optimizer state did not load (step {step}, expected {meta['step']})")
+        rows = [dict(r) for r in meta["history"]][:start_epoch]
+        wall_offset, best = float(meta["wall_time_s"]), meta.get("best_val_acc")
+
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    _write_history(out, _history_doc(cfg, rows, "running", None, hardware))
+
+    run = _Run(cfg=cfg, model=model, optimizer=optimizer, eval_step=_eval_step(model, eager), val=datasets["val"],
+               out=out, ckpt=ckpt_path, arch=arch, steps_per_epoch=n_steps, hardware=hardware, rows=rows,
+               wall_offset=wall_offset, t_run=time.perf_counter(), best=best, verbose=verbose)
+    train_ds = datasets["train"]
+    if cfg.aux_logits:
+        train_ds = train_ds.map(_one_target_per_head)
+    # Each epoch is the first n_steps batches of a fresh shuffle (the PyTorch trainer's max_steps_per_epoch).
+    train_ds = train_ds.take(n_steps).repeat()
+    callbacks = [_FiniteLossGuard(cfg, n_steps, ckpt_path, lambda: int(run.rows[-1]["epoch"]) if run.rows else 0),
+                 _EpochRecorder(run)]
+    if start_epoch < cfg.epochs:
+        with warnings_filtered():
+            model.fit(train_ds, epochs=cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=n_steps,
+                      callbacks=callbacks, shuffle=False, verbose=1 if _progress_enabled(progress) else 0)
+
+    test_result = None
+    if test:
+        test_result = _test_once(model, optimizer, datasets, arch, epoch=len(run.rows))
+    doc = _history_doc(cfg, run.rows, "completed", test_result, hardware)
+    _write_history(out, doc)
+    if verbose and test_result is not None:
+        t = test_result["model"]
+        print(f"test ({t['n']} images, evaluated once): top-1 {t['top1']:.4f}"
+              + (f", top-5 {t['top5']:.4f}" if t.get("top5") is not None else ""), flush=True)
+    return doc
+
+
+@contextlib.contextmanager
+def warnings_filtered() -> Iterator[None]:
+    """Silence Keras's notice that a repeated dataset never ends (``steps_per_epoch`` bounds each epoch)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ran out of data.*")
+        yield
+
+
+def _test_once(model: keras.Model, optimizer: TorchSGD, datasets: Mapping[str, Any], arch: Mapping[str, Any],
+               epoch: int) -> dict[str, Any]:
+    """The final weights (and the EMA) on the test split, once, after all model selection."""
+    from inception_lib import evaluate as E
+
+    if "test" not in datasets:
+        raise ValueError("test=True but the datasets have no 'test' split")
+    num_classes = int(arch["num_classes"])
+    ks = (1, 5) if num_classes >= 5 else (1,)
+    logits, labels = _test_logits(model, datasets["test"])
+    result: dict[str, Any] = {"split": "test", "crops": "1", "epoch": epoch,
+                              "model": E.result_from_probs(logits, labels, ks, num_classes).to_dict(include_confusion=False),
+                              "ema": None}
+    with ema_weights(model, optimizer) as swapped:
+        if swapped:
+            logits, labels = _test_logits(model, datasets["test"])
+            result["ema"] = E.result_from_probs(logits, labels, ks, num_classes).to_dict(include_confusion=False)
+    return result
