@@ -40,14 +40,11 @@ Settings without a :class:`TrainConfig` field go in ``cfg.extra``: ``eval_subset
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import os
 import random
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -59,9 +56,16 @@ import torch
 from torch import nn
 
 from inception_lib import distributed as D
-from inception_lib import repro, spec
-from inception_lib.config import EPOCH_KEYS, HISTORY_SCHEMA, TrainConfig, lr_at
+from inception_lib import repro, runfiles, spec
+from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at
 from inception_lib.pytorch import GoogLeNet, architecture
+from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
+from inception_lib.runfiles import atomic_write as _atomic_write
+from inception_lib.runfiles import check_resume_config as _check_resume_config
+from inception_lib.runfiles import json_normal as _json_normal
+from inception_lib.runfiles import versions as _versions
+from inception_lib.runfiles import write_config as _write_config
+from inception_lib.runfiles import write_history as _write_history
 
 __all__ = [
     "BEST",
@@ -88,22 +92,6 @@ __all__ = [
 CHECKPOINT_FORMAT = "inception_lib.checkpoint/1"
 LAST = "last.pt"
 BEST = "best.pt"
-PROGRESS_ENV = "INCEPTION_LIB_PROGRESS"
-"""Set to ``0`` to turn every progress bar off (CI, nbval)."""
-FSYNC_ENV = "INCEPTION_LIB_FSYNC"
-"""Set to ``0`` to skip fsync on throwaway runs (tests): the write-then-rename still never leaves a torn file
-when the process dies; fsync adds durability against a power cut or an OS crash."""
-
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"epochs", "out_dir", "device", "data_root", "num_workers", "threads"})
-"""Config fields a resumed run may change: more epochs, another folder or machine. Anything else would make
-the resumed run a different experiment, so it is refused. (With ``schedule="cosine"`` more epochs stretch
-the remaining schedule.)"""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the epoch and step."""
-
-
 # ----------------------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------------------
@@ -139,19 +127,6 @@ def _native_size(dataset: str) -> int:
     from inception_lib import data
 
     return data.DataConfig(dataset=dataset).image_size
-
-
-def data_config(cfg: TrainConfig) -> Any:
-    """The :class:`inception_lib.data.DataConfig` of a training config (both frameworks see the same data)."""
-    from inception_lib import data
-
-    ex = cfg.extra
-    return data.DataConfig(
-        dataset=cfg.dataset, root=cfg.data_root, resolution=cfg.resolution, channels=cfg.channels,
-        val_size=cfg.val_size, subset=cfg.subset, eval_subset=ex.get("eval_subset"), augment=cfg.augment,
-        seed=cfg.seed, split_seed=int(ex.get("split_seed", 0)), batch_size=cfg.batch_size,
-        eval_batch_size=ex.get("eval_batch_size"), num_workers=cfg.num_workers, download=bool(ex.get("download", False)),
-    )
 
 
 def make_loaders(cfg: TrainConfig, device: Union[str, torch.device] = "cpu") -> dict[str, Any]:
@@ -215,124 +190,15 @@ def compute_loss(outputs: Any, targets: torch.Tensor, criterion: Callable[..., t
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fsync_enabled() -> bool:
-    return os.environ.get(FSYNC_ENV, "1").strip() != "0"
-
-
-def _fsync_dir(folder: Path) -> None:
-    if not _fsync_enabled():
-        return
-    with contextlib.suppress(OSError):  # not every platform / filesystem can open a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(fileobj)`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            if _fsync_enabled():
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _json_normal(obj: Any) -> Any:
-    """Tuples to lists etc., so a stored dict compares equal to a fresh one."""
-    return json.loads(json.dumps(obj))
-
-
 def _architecture(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, GoogLeNet):
         return _json_normal(architecture(model))
     return {"family": type(model).__name__}
 
 
-def _arch_summary(a: Mapping[str, Any]) -> str:
-    v = a.get("variant")
-    vname = v.get("name") if isinstance(v, Mapping) else v
-    keys = ("num_classes", "in_channels", "aux_logits", "image_size")
-    return f"variant={vname!r}, " + ", ".join(f"{k}={a.get(k)!r}" for k in keys)
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any], where: Union[str, Path] = "the checkpoint") -> None:
-    """Refuse weights of another network: ValueError naming both architectures and every difference."""
-    a, b = _flat(_json_normal(dict(stored))), _flat(_json_normal(dict(current)))
-    diffs = [f"{k}: {a.get(k)!r} (checkpoint) vs {b.get(k)!r} (this model)"
-             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if diffs:
-        raise ValueError(
-            f"{where} holds a different architecture: checkpoint {_arch_summary(stored)}; this model "
-            f"{_arch_summary(current)}. Differences: " + "; ".join(diffs))
-
-
-def _check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path) -> None:
-    now = _json_normal(cfg.to_dict())
-    old = _json_normal(dict(stored))
-    keys = sorted((set(old) | set(now)) - RESUMABLE_CHANGES)
-    diffs = [f"{k}: {old.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in keys if old.get(k) != now.get(k)]
-    if diffs:
-        raise ValueError(
-            f"cannot resume {where} with a different configuration: " + "; ".join(diffs)
-            + f". Only {sorted(RESUMABLE_CHANGES)} may change on resume; start a new run (another out_dir) "
-            "to change anything else.")
-
-
-def _versions() -> dict[str, str]:
-    return {k: str(v) for k, v in repro.versions().items()}  # torch's TorchVersion is not a plain str
-
-
 def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
                  hardware: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": HISTORY_SCHEMA, "framework": "pytorch", "config": cfg.to_dict(), "versions": _versions(),
-            "hardware": hardware, "seed": cfg.seed, "epochs": rows, "status": status, "test": test}
-
-
-def _write_config(out: Path, cfg: TrainConfig) -> None:
-    _atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-
-
-def _write_history(out: Path, doc: dict[str, Any]) -> None:
-    _atomic_text(out / "history.json", json.dumps(doc, indent=2) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(EPOCH_KEYS), lineterminator="\n")
-    w.writeheader()
-    for row in doc["epochs"]:
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in EPOCH_KEYS})
-    _atomic_text(out / "history.csv", buf.getvalue())
-
+    return runfiles.history_doc("pytorch", cfg, rows, status, test, hardware)
 
 def _rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain lists (loadable with ``weights_only=True``)."""

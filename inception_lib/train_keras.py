@@ -62,9 +62,7 @@ Import torch / torchvision (if used at all) before this module: tensorflow first
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -85,9 +83,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-from inception_lib import repro, spec  # noqa: E402
-from inception_lib.config import EPOCH_KEYS, HISTORY_SCHEMA, TrainConfig, lr_at  # noqa: E402
+from inception_lib import repro, runfiles, spec  # noqa: E402
+from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at  # noqa: E402
 from inception_lib.keras import GoogLeNet, inference_model  # noqa: E402  (also registers the custom layers)
+from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
+from inception_lib.runfiles import atomic_file as _atomic_file
+from inception_lib.runfiles import atomic_text as _atomic_text
+from inception_lib.runfiles import check_resume_config as _check_resume_config
+from inception_lib.runfiles import json_normal as _json_normal
+from inception_lib.runfiles import versions as _versions
+from inception_lib.runfiles import write_history as _write_history
 
 __all__ = [
     "BEST",
@@ -120,20 +125,6 @@ LAST = "last.keras"
 BEST = "best.keras"
 META_NAME = "inception_lib.json"
 """The metadata entry added to Keras's ``.keras`` zip archive (Keras's loader ignores unknown entries)."""
-PROGRESS_ENV = "INCEPTION_LIB_PROGRESS"
-"""Set to ``0`` to turn Keras's progress bar off (CI, nbval)."""
-FSYNC_ENV = "INCEPTION_LIB_FSYNC"
-"""Set to ``0`` to skip fsync on throwaway runs (tests), as for the PyTorch trainer: write-then-rename still never
-leaves a torn file when the process dies; fsync adds durability against a power cut or an OS crash."""
-
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"epochs", "out_dir", "device", "data_root", "num_workers", "threads"})
-"""Config fields a resumed run may change (the PyTorch trainer's list): anything else is another experiment."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the epoch and step."""
-
-
 # ----------------------------------------------------------------------------------------------------
 # Optimizer, schedule, loss
 # ----------------------------------------------------------------------------------------------------
@@ -340,23 +331,6 @@ def _bn_buffers(model: keras.Model) -> list[Any]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def data_config(cfg: TrainConfig) -> Any:
-    """The :class:`inception_lib.data.DataConfig` of a training config.
-
-    The same mapping as ``inception_lib.train.data_config`` (which cannot be imported here: it imports
-    torch, and torch after tensorflow is not safe on these machines), so both frameworks see the same data.
-    """
-    from inception_lib import data
-
-    ex = cfg.extra
-    return data.DataConfig(
-        dataset=cfg.dataset, root=cfg.data_root, resolution=cfg.resolution, channels=cfg.channels,
-        val_size=cfg.val_size, subset=cfg.subset, eval_subset=ex.get("eval_subset"), augment=cfg.augment,
-        seed=cfg.seed, split_seed=int(ex.get("split_seed", 0)), batch_size=cfg.batch_size,
-        eval_batch_size=ex.get("eval_batch_size"), num_workers=cfg.num_workers, download=bool(ex.get("download", False)),
-    )
-
-
 def architecture(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
     """What identifies the network (the PyTorch trainer's dict, so the two frameworks' checkpoints compare)."""
     v = spec.get_variant(cfg.variant, dropout=cfg.dropout)
@@ -372,52 +346,6 @@ def _model_architecture(model: keras.Model) -> dict[str, Any]:
     return _json_normal({"family": "googlenet", "variant": dataclasses.asdict(ic["variant"]),
                          "num_classes": ic["num_classes"], "in_channels": ic["in_channels"],
                          "aux_logits": ic["aux_logits"], "image_size": list(ic["image_size"])})
-
-
-def _json_normal(obj: Any) -> Any:
-    """Tuples to lists etc., so a stored dict compares equal to a fresh one."""
-    return json.loads(json.dumps(obj))
-
-
-def _arch_summary(a: Mapping[str, Any]) -> str:
-    v = a.get("variant")
-    vname = v.get("name") if isinstance(v, Mapping) else v
-    keys = ("num_classes", "in_channels", "aux_logits", "image_size")
-    return f"variant={vname!r}, " + ", ".join(f"{k}={a.get(k)!r}" for k in keys)
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any],
-                       where: Union[str, Path] = "the checkpoint") -> None:
-    """Refuse weights of another network: ValueError naming both architectures and every difference."""
-    a, b = _flat(_json_normal(dict(stored))), _flat(_json_normal(dict(current)))
-    diffs = [f"{k}: {a.get(k)!r} (checkpoint) vs {b.get(k)!r} (this model)"
-             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if diffs:
-        raise ValueError(
-            f"{where} holds a different architecture: checkpoint {_arch_summary(stored)}; this model "
-            f"{_arch_summary(current)}. Differences: " + "; ".join(diffs))
-
-
-def _check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path) -> None:
-    now = _json_normal(cfg.to_dict())
-    old = _json_normal(dict(stored))
-    keys = sorted((set(old) | set(now)) - RESUMABLE_CHANGES)
-    diffs = [f"{k}: {old.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in keys if old.get(k) != now.get(k)]
-    if diffs:
-        raise ValueError(
-            f"cannot resume {where} with a different configuration: " + "; ".join(diffs)
-            + f". Only {sorted(RESUMABLE_CHANGES)} may change on resume; start a new run (another out_dir) "
-            "to change anything else.")
 
 
 @contextlib.contextmanager
@@ -495,73 +423,9 @@ def ema_weights(model: keras.Model, optimizer: Optional[TorchSGD] = None) -> Ite
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fsync_enabled() -> bool:
-    return os.environ.get(FSYNC_ENV, "1").strip() != "0"
-
-
-def _fsync_dir(folder: Path) -> None:
-    if not _fsync_enabled():
-        return
-    with contextlib.suppress(OSError):  # not every platform / filesystem can open a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_file(path: Path, fill: Callable[[Path], None]) -> None:
-    """``fill(tmp)`` writes a temporary file beside ``path`` (same suffix), fsync, then rename it over ``path``.
-
-    ``os.replace`` within one folder is atomic: readers see the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        fill(tmp)
-        if _fsync_enabled():
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic_file(path, lambda tmp: tmp.write_text(text))
-
-
-def _versions() -> dict[str, str]:
-    return {k: str(v) for k, v in repro.versions().items()}
-
-
 def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
                  hardware: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": HISTORY_SCHEMA, "framework": "keras", "config": cfg.to_dict(), "versions": _versions(),
-            "hardware": hardware, "seed": cfg.seed, "epochs": rows, "status": status, "test": test}
-
-
-def _write_history(out: Path, doc: dict[str, Any]) -> None:
-    _atomic_text(out / "history.json", json.dumps(doc, indent=2) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(EPOCH_KEYS), lineterminator="\n")
-    w.writeheader()
-    for row in doc["epochs"]:
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in EPOCH_KEYS})
-    _atomic_text(out / "history.csv", buf.getvalue())
-
+    return runfiles.history_doc("keras", cfg, rows, status, test, hardware)
 
 def _save_checkpoint(model: keras.Model, meta: dict[str, Any], path: Path) -> None:
     """``model.save`` (weights + optimizer state) plus the metadata entry, written atomically."""

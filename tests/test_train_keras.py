@@ -328,7 +328,6 @@ print(json.dumps({"world": doc["hardware"]["world_size"], "epochs": [r["epoch"] 
 
 
 @needs_fmnist
-@pytest.mark.skipif(os.environ.get("INCEPTION_LIB_SLOW_TESTS") != "1", reason="~30 s: INCEPTION_LIB_SLOW_TESTS=1")
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     """MirroredStrategy code path (2 replicas = 2 logical CPUs, eager): trains, averages, checkpoints, resumes.
     Multi-GPU (NCCL all-reduce, graph mode) is the same code with more devices; it cannot run here."""
