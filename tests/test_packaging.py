@@ -1,8 +1,9 @@
 """The front door: pyproject.toml and environment.yml pin the same versions; the README's commands exist."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
