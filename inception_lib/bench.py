@@ -2,7 +2,7 @@
 
 One step = forward + backward + SGD step (momentum 0.9) on a fixed synthetic batch, auxiliary heads on,
 loss = main + 0.3 * (aux1 + aux2), as in the paper. The models are timed INTERLEAVED in one process
-(round r runs every model once, the order reversed on odd rounds), after warmup, for several repeats;
+(round r runs every model once, starting from model r mod n, so each takes every position in turn), after warmup, for several repeats;
 the table reports the median and the spread, and the ratio ours / torchvision per round (> 1 = ours
 faster). Each comparison is labelled: only inception_lib's ``"torchvision"`` variant has exactly
 torchvision's structure; ``"bn"`` and ``"paper"`` have the true 5x5 branch (more multiply-adds), and
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--resolution", type=_positive_int, default=None, help="square input side (default 224 on CUDA, 96 on CPU)")
     a("--channels", type=_positive_int, default=3, help="input channels (default 3; torchvision's conv1 is rebuilt for others)")
     a("--num-classes", dest="num_classes", type=_positive_int, default=1000, help="classes (default 1000)")
-    a("--steps", type=_positive_int, default=None, help="timed steps per model per repeat (default 20 on CUDA, 4 on CPU)")
+    a("--steps", type=_positive_int, default=None, help="timed steps per model per repeat (default 20 on CUDA, 2 on CPU)")
     a("--warmup", type=_nonnegative_int, default=None, help="untimed steps per model first (default 5 on CUDA, 2 on CPU)")
     a("--repeats", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     a("--variants", type=_variants, default=list(spec.VARIANTS),
@@ -370,27 +370,38 @@ def _cpu_step_peak_mb(step: Callable[[], None]) -> tuple[Optional[float], str]:
                                          "(psutil, sampled every 1 ms: a lower bound)")
 
 
-def _measure_memory(cands: list[Candidate], device: Any) -> str:
+def _measure_memory(cands: list[Candidate], device: Any, rounds: int = 2) -> str:
+    """Peak memory of one training step per model: the smallest of ``rounds`` interleaved measurements.
+
+    Allocator caching and fragmentation only ever add resident memory, so the minimum is the best estimate.
+    """
     import torch
 
     method = ""
+    seen: dict[str, list[float]] = {c.name: [] for c in cands}
+    for r in range(rounds):
+        for c in cands if r % 2 == 0 else cands[::-1]:
+            if c.framework == "pytorch" and device.type == "cuda":
+                c.sync()
+                gc.collect()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+                c.step()
+                c.sync()
+                mb: Optional[float] = torch.cuda.max_memory_allocated(device) / 2**20
+                method = ("CUDA: torch.cuda.max_memory_allocated during one training step (weights, gradients, "
+                          "optimizer state, activations)")
+            else:
+                mb, m = _cpu_step_peak_mb(c.step)
+                if c.framework == "pytorch" or not method:
+                    method = m
+            if mb is not None:
+                seen[c.name].append(mb)
     for c in cands:
-        if c.framework == "pytorch" and device.type == "cuda":
-            c.sync()
-            gc.collect()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-            c.step()
-            c.sync()
-            c.peak_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
-            method = ("CUDA: torch.cuda.max_memory_allocated during one training step (weights, gradients, optimizer "
-                      "state, activations)")
-        elif device.type == "cpu" or c.framework == "keras":
-            c.peak_memory_mb, m = _cpu_step_peak_mb(c.step)
-            if c.framework == "pytorch" or not method:
-                method = m
+        c.peak_memory_mb = min(seen[c.name]) if seen[c.name] else None
+    method += f"; the smallest of {rounds} interleaved measurements"
     if any(c.framework == "keras" for c in cands):
-        method += "; Keras measured the same way on the host"
+        method += "; Keras measured on the host the same way"
     return method
 
 
@@ -401,7 +412,7 @@ def _measure_memory(cands: list[Candidate], device: Any) -> str:
 
 def _time_interleaved(cands: list[Candidate], steps: int, repeats: int, log: Callable[[str], None]) -> None:
     for r in range(repeats):
-        order = cands if r % 2 == 0 else cands[::-1]
+        order = cands[r % len(cands):] + cands[:r % len(cands)]  # rotate: every model takes every position in turn
         for c in order:
             c.sync()
             t0, p0 = time.perf_counter(), time.process_time()
@@ -494,6 +505,9 @@ def report_text(result: dict[str, Any]) -> str:
     if load and load[0] > (os.cpu_count() or 1):
         lines.append(f"note: load average {load[0]:.1f} on {os.cpu_count()} CPUs while timing: other work shares the "
                      "machine, so absolute numbers are low and noisy; interleaving keeps the ratios fair")
+        if cfg["threads"] > 1 and not result["device"].startswith("cuda"):
+            lines.append("note: OpenMP threads spin against the other work on a loaded machine; --threads 1 gives "
+                         "steadier numbers")
     has_peak = any(r.get("fraction_of_peak") is not None for r in result["results"])
     cuda = result["device"].startswith("cuda")
     head = ["model", "img/s median", "[min, max]", "IQR", "img/CPU-s", "peak mem MiB", "TFLOP/s" if cuda else "GFLOP/s"]
@@ -540,7 +554,7 @@ def run(cfg: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str
     device = _resolve_device(cfg.device)
     cuda = device.type == "cuda"
     cfg.resolution = cfg.resolution or (224 if cuda else 96)
-    cfg.steps = cfg.steps or (20 if cuda else 4)
+    cfg.steps = cfg.steps or (20 if cuda else 2)
     cfg.warmup = (5 if cuda else 2) if cfg.warmup is None else cfg.warmup
     _check_sizes(cfg)
     if cfg.threads:
