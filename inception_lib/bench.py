@@ -1,10 +1,10 @@
 """Training-step throughput and peak memory: inception_lib's GoogLeNet against torchvision's (and Keras).
 
 One step = forward + backward + SGD step (momentum 0.9) on a fixed synthetic batch, auxiliary heads on,
-loss = main + 0.3 * (aux1 + aux2), as in the paper. The models are timed INTERLEAVED in one process
-(round r runs every model once, starting from model r mod n, so each takes every position in turn), after warmup, for several repeats;
-the table reports the median and the spread, and the ratio ours / torchvision per round (> 1 = ours
-faster). Each comparison is labelled: only inception_lib's ``"torchvision"`` variant has exactly
+loss = main + 0.3 * (aux1 + aux2), as in the paper. The models are timed INTERLEAVED in one process, after
+warmup, for several rounds (round r runs every model once, starting from model r mod n, so each takes
+every position in turn); the table reports the median and the spread, and the ratio ours / torchvision
+per round (> 1 = ours faster). Each comparison is labelled: only inception_lib's ``"torchvision"`` variant has exactly
 torchvision's structure; ``"bn"`` and ``"paper"`` have the true 5x5 branch (more multiply-adds), and
 ``"paper"`` LRN and conv biases instead of BatchNorm.
 
@@ -284,7 +284,7 @@ def _keras_candidates(cfg: argparse.Namespace, x: Any, y: Any) -> list[Candidate
             model.train_on_batch(xk, (yk, yk, yk))
 
         out.append(Candidate(f"keras[{v}]", "keras", "inception_lib", v,
-                             f"inception_lib.keras, train_on_batch on TensorFlow ({'GPU' if on_gpu else 'CPU'})",
+                             f"inception_lib.keras (NHWC), train_on_batch on TensorFlow ({'GPU' if on_gpu else 'CPU'})",
                              step, lambda: None, model,
                              arithmetic.count_macs(v, cfg.num_classes, cfg.resolution, cfg.channels)))
     return out
@@ -501,13 +501,17 @@ def report_text(result: dict[str, Any]) -> str:
          f"{'torch.compile' if cfg['compile'] else 'eager'}; {cfg['repeats']} interleaved rounds x {cfg['steps']} steps "
          f"(+{cfg['warmup']} warmup) per model; synthetic batch"),
     ]
-    load = result.get("load_average")
-    if load and load[0] > (os.cpu_count() or 1):
-        lines.append(f"note: load average {load[0]:.1f} on {os.cpu_count()} CPUs while timing: other work shares the "
-                     "machine, so absolute numbers are low and noisy; interleaving keeps the ratios fair")
-        if cfg["threads"] > 1 and not result["device"].startswith("cuda"):
-            lines.append("note: OpenMP threads spin against the other work on a loaded machine; --threads 1 gives "
-                         "steadier numbers")
+    loads = [la[0] for la in (result.get("load_average"), result.get("load_average_after")) if la]
+    if loads and max(loads) > (os.cpu_count() or 1):
+        lines.append(f"note: load average up to {max(loads):.1f} on {os.cpu_count()} CPUs while timing: other work shares "
+                     "the machine, so absolute numbers are low and noisy; interleaving keeps the ratios fair")
+    swing = max(r["images_per_s_spread"]["max"] / r["images_per_s_spread"]["min"] for r in result["results"])
+    if swing > 1.5:
+        lines.append(f"warning: a model's throughput varied {swing:.1f}x between rounds: the machine was not quiet, so "
+                     "trust the per-round ratios' median over single numbers, or rerun with more --repeats")
+    if loads and max(loads) > (os.cpu_count() or 1) and cfg["threads"] > 1 and not result["device"].startswith("cuda"):
+        lines.append("note: OpenMP threads spin against the other work on a loaded machine; --threads 1 gives "
+                     "steadier numbers")
     has_peak = any(r.get("fraction_of_peak") is not None for r in result["results"])
     cuda = result["device"].startswith("cuda")
     head = ["model", "img/s median", "[min, max]", "IQR", "img/CPU-s", "peak mem MiB", "TFLOP/s" if cuda else "GFLOP/s"]
@@ -621,7 +625,7 @@ def run(cfg: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str
         "peak_tflops_source": peak_src,
         "load_average": load0,
         "load_average_after": load1,
-        "hardware": repro.hardware(),
+        "hardware": {**repro.hardware(), "cpu_model": _cpu_name(), "torch_threads": cfg.threads},
         "versions": repro.versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": time.time() - started,

@@ -37,7 +37,7 @@ class _MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` with the same outputs and gradients, bit for bit, but faster on CPU.
 
     PyTorch's CPU max-pool kernel for NCHW tensors is scalar and is the slowest op of a GoogLeNet
-    training step on CPU (about 20% of it at 96x96). The channels-last kernel is vectorised and picks the same
+    training step on CPU (15-20% of it at 96x96). The channels-last kernel is vectorised and picks the same
     element on ties (the first maximum in the window), so we take the argmax from it and gather
     the values from the NCHW input: autograd then routes gradients exactly as ``max_pool2d`` does.
     """
