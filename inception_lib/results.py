@@ -64,8 +64,10 @@ class Run:
 
     @property
     def test_acc(self) -> Optional[float]:
+        """Top-1 of the final weights on the test split (the trainers store it under ``test["model"]``)."""
         test = self.data.get("test") or {}
-        return test.get("top1", test.get("acc"))
+        model = test.get("model") or {}
+        return model.get("top1")
 
     def time_to(self, val_acc: float, key: str = "val_acc") -> Optional[float]:
         """Wall time (s) at the end of the first epoch whose ``key`` reaches ``val_acc``; None if never."""
