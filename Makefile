@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make book   set everything up, then build the HTML book into _build/html
-#   make test   set everything up, then run every test (library + strict nbval of every chapter)
+#   make test   set everything up, then run every test (library + strict nbval of every chapter, twice:
+#               as this machine and as another CPU would run it)
 # Everything is installed into .venv from pinned versions (pyproject.toml extras; environment.yml mirrors them).
 
 PY      ?= python3
@@ -9,7 +10,12 @@ BIN     := $(VENV)/bin
 FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system book test test-lib test-book lint clean
+.PHONY: setup system book outputs test test-lib test-book test-book-other-cpu colab-rehearsal lint clean
+
+# The chapters a second time as another machine would run them: CPU kernels restricted to AVX2 (ATen, oneDNN, MKL),
+# TensorFlow's oneDNN kernels off, one thread. The stored outputs must re-create under both settings.
+OTHER_CPU := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 TF_ENABLE_ONEDNN_OPTS=0 \
+             OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 
 setup: system $(VENV)/.installed
 
@@ -29,9 +35,24 @@ $(VENV)/.installed: pyproject.toml
 book: setup
 	$(BIN)/jupyter-book build . -W --keep-going
 
-test: setup
+test: test-lib test-book test-book-other-cpu
+
+test-lib: setup
 	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --nbval book/ --nbval-sanitize-with book/nbval_sanitize.cfg -p no:cacheprovider
+
+test-book: setup
+	$(BIN)/python -m pytest --nbval book/
+
+test-book-other-cpu: setup
+	$(OTHER_CPU) $(BIN)/python -m pytest --nbval book/
+
+# Re-execute every chapter and store its outputs (then commit them; nbval compares against them).
+outputs: setup
+	$(BIN)/python scripts/store_outputs.py
+
+# Chapters run as on Colab: a fresh venv with Colab's kind of packages, the install cell pointed at this checkout.
+colab-rehearsal: setup
+	bash .ci/colab_rehearsal.sh
 
 lint: setup
 	$(BIN)/ruff check inception_lib tests

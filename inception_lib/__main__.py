@@ -9,7 +9,10 @@ Examples::
     torchrun --standalone --nproc_per_node 8 -m inception_lib train ...         # data-parallel
 
 Nothing heavy is imported until a command runs (``--help`` and ``table1`` import neither torch nor
-tensorflow); ``--framework keras`` imports torch before tensorflow (the other order aborts the process).
+tensorflow); ``--framework keras`` imports torch, when installed, before tensorflow (the other order aborts the
+process). A refusal (a damaged or missing checkpoint, a framework not installed, a run folder in the way, another
+architecture) is one line ``inception_lib CMD: error: ...`` on stderr and exit status 2, without a traceback;
+a damaged checkpoint is found before any framework is imported, and nothing on disk changes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from inception_lib import __version__
+from inception_lib import __version__, runfiles
 
 _EXIT_ERROR = 2
 _TRAIN_EPILOG = """\
@@ -43,6 +46,7 @@ def _positive_int(s: str) -> int:
 
 def _add_train(sub: Any) -> None:
     from inception_lib import spec
+    from inception_lib.config import PRECISIONS
     from inception_lib.data import AUGMENTS, DATASETS
 
     p = sub.add_parser("train", help="train GoogLeNet (PyTorch or Keras) and write a run folder",
@@ -79,8 +83,12 @@ def _add_train(sub: Any) -> None:
     a("--ema-decay", dest="ema_decay", type=float, help="EMA decay per step (default 0.999)")
     a("--seed", type=int, help="random seed (default 0)")
     a("--device", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    a("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA (default on)")
-    a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, help="channels-last on CUDA")
+    a("--precision", choices=PRECISIONS,
+      help="auto (default: bf16 on GPUs with native bf16, else fp16 + loss scaling; fp32 on CPU) | fp32 | bf16 "
+           "(autocast / mixed_bfloat16, CPU too) | fp16 (+ GradScaler / LossScaleOptimizer) | fp64 (float64 weights "
+           "and inputs: reproducible tiny runs)")
+    a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
+      help="PyTorch channels-last memory (default: on CUDA only; --channels-last forces it on CPU too)")
     a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the training model")
     a("--deterministic", action=argparse.BooleanOptionalAction, help="deterministic kernels (slower on GPU)")
     a("--threads", type=_positive_int, help="CPU threads")
@@ -127,6 +135,14 @@ def _call_with_supported(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
+def _check_checkpoint_file(path: Path, framework: str) -> None:
+    """Refuse a missing or damaged checkpoint before the framework is imported (seconds sooner; the trainers'
+    readers check it again): FileNotFoundError or :class:`inception_lib.runfiles.CorruptCheckpointError`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    runfiles.check_zip_archive(path, runfiles.CHECKPOINT_EXPECTED[framework])
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg = _train_config(args)
@@ -135,10 +151,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     opts = {"resume": getattr(args, "resume", False), "overwrite": getattr(args, "overwrite", False),
             "test": getattr(args, "test", False), "progress": getattr(args, "progress", None),
             "verbose": not getattr(args, "quiet", False)}
+    if opts["resume"]:
+        last = Path(cfg.out_dir) / ("last.keras" if cfg.framework == "keras" else "last.pt")
+        if last.is_file():  # (a missing one: the trainer says so)
+            _check_checkpoint_file(last, cfg.framework)
+    runfiles.require_framework(cfg.framework, f"train --framework {cfg.framework}")  # torch before tensorflow
     if cfg.framework == "keras":
-        import torch  # noqa: F401 - torch / torchvision before tensorflow, or the process aborts
-        import torchvision  # noqa: F401
-
         try:
             train_keras = importlib.import_module("inception_lib.train_keras")
         except ModuleNotFoundError as err:
@@ -151,10 +169,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from inception_lib import train as trainer_mod
 
         trainer = trainer_mod.train
-    try:
-        history = _call_with_supported(trainer, cfg, **opts)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
-        return _fail("train", err)
+    history = _call_with_supported(trainer, cfg, **opts)  # a refusal: one of _CLEAR_ERRORS, handled by main
     if opts["verbose"] and isinstance(history, dict) and os.environ.get("RANK", "0") == "0":
         print(f"run folder {cfg.out_dir}: {len(history.get('epochs', []))} epochs, status {history.get('status')}")
     return 0
@@ -180,25 +195,26 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch  # before anything can import tensorflow
-
-    from inception_lib import train as T
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    evaluate_checkpoint = T.evaluate_checkpoint
-    if str(args.checkpoint).endswith(".keras"):  # a run of the Keras trainer
-        import torchvision  # noqa: F401 - torch / torchvision before tensorflow
-
-        evaluate_checkpoint = getattr(importlib.import_module("inception_lib.train_keras"), "evaluate_checkpoint", None)
+    keras_run = str(args.checkpoint).endswith(".keras")  # a run of the Keras trainer
+    _check_checkpoint_file(Path(args.checkpoint), "keras" if keras_run else "pytorch")
+    runfiles.require_framework("keras" if keras_run else "pytorch", f"evaluate {Path(args.checkpoint).name}")
+    if keras_run:
+        train_keras = importlib.import_module("inception_lib.train_keras")
+        evaluate_checkpoint = getattr(train_keras, "evaluate_checkpoint", None)
         if evaluate_checkpoint is None:
+            train_keras.read_checkpoint_meta(args.checkpoint)  # a file of another kind: say that first
             return _fail("evaluate", RuntimeError("this version's Keras trainer has no evaluate_checkpoint; evaluate "
                                                   "the .keras checkpoint from Python (inception_lib.train_keras)"))
-    try:
-        res = evaluate_checkpoint(args.checkpoint, args.split, args.crops, weights=args.weights, device=args.device,
-                                    batch_size=args.batch_size, eval_subset=args.eval_subset, data_root=args.data_root)
-    except (ValueError, FileNotFoundError) as err:
-        return _fail("evaluate", err)
+    else:
+        import torch
+
+        from inception_lib import train as T
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        evaluate_checkpoint = T.evaluate_checkpoint
+    res = evaluate_checkpoint(args.checkpoint, args.split, args.crops, weights=args.weights, device=args.device,
+                              batch_size=args.batch_size, eval_subset=args.eval_subset, data_root=args.data_root)
     line = (f"{args.checkpoint}: {args.split} split, {res.n} images, {args.crops} crop(s), {args.weights} weights: "
             f"top-1 {res.top1:.4f} (error {res.top1_error:.4f})")
     if res.top5 is not None:
@@ -279,8 +295,18 @@ def _run_bench(argv: Sequence[str]) -> int:
             return 0
         print(f"inception_lib bench: {msg}", file=sys.stderr)
         return _EXIT_ERROR
+    if not any(a in ("-h", "--help") for a in argv):
+        runfiles.require_framework("pytorch", "bench", modules=("torch", "torchvision"))
+        if "--keras" in argv:
+            runfiles.require_framework("keras", "bench --keras")
     rc = bench.main(list(argv))
     return int(rc or 0)
+
+
+_CLEAR_ERRORS = (runfiles.MissingFrameworkError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+"""Refusals whose message says what is wrong and what to do (a damaged checkpoint, a missing framework, a run
+folder in the way, a mismatched architecture, a diverged loss): one line on stderr, exit status 2. Anything
+else is a bug and keeps its traceback."""
 
 
 def _fail(command: str, err: BaseException) -> int:
@@ -305,10 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        return _run_bench(argv[1:])
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    command = argv[0] if argv else ""
+    try:
+        if command == "bench":
+            return _run_bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except _CLEAR_ERRORS as err:
+        return _fail(command, err)
 
 
 if __name__ == "__main__":

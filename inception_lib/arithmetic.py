@@ -196,16 +196,22 @@ def shapes(variant: Union[str, Variant] = "paper", image_size: Union[int, tuple[
 
 
 def aux_map_size(variant: Union[str, Variant], image_size: Union[int, tuple[int, int]], head: spec.AuxHead) -> tuple[int, int]:
-    """Spatial size of an aux head's pooled map (4x4 at 224 for both pool kinds)."""
+    """Spatial size of an aux head's pooled map (4x4 at 224 for both pool kinds).
+
+    The paper's 5x5/3 average pool rounds its output size up, as Caffe does (BVLC's ``loss1/ave_pool``; PyTorch's
+    ``ceil_mode=True``): a last, partial window is kept and averaged over its in-bounds pixels. At 224 both roundings
+    give 14x14 -> 4x4; at 240 the 15x15 map pools to 5x5 (floor: 4x4), at 96 the 6x6 map to 2x2 (floor: 1x1).
+    """
     v = spec.get_variant(variant)
     if v.aux_pool == "adaptive4x4":
         return (4, 4)
     h, w, _ = shapes(v, image_size)[head.after]
-    oh, ow = (conv_output_size(s, head.pool_kernel, head.pool_stride) for s in (h, w))
+    oh, ow = (pool_output_size(s, head.pool_kernel, head.pool_stride) for s in (h, w))
     if min(oh, ow) < 1:
+        smallest = head.pool_kernel - head.pool_stride + 1  # the smallest map with one window start inside it
         raise ValueError(
             f"the aux head {head.name} pools {h}x{w} with a {head.pool_kernel}x{head.pool_kernel}/{head.pool_stride} "
-            f"window, which needs at least {head.pool_kernel}x{head.pool_kernel}: use a larger image_size, "
+            f"window (ceil rounding), which needs at least {smallest}x{smallest}: use a larger image_size, "
             "aux_pool='adaptive4x4', or aux_logits=False"
         )
     return (oh, ow)

@@ -37,6 +37,9 @@ EPOCH_KEYS: tuple[str, ...] = (
 
 Schedule = Literal["paper", "cosine", "constant"]
 
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "fp64")
+"""The values of :attr:`TrainConfig.precision`."""
+
 
 @dataclass
 class TrainConfig:
@@ -72,8 +75,13 @@ class TrainConfig:
     # machinery
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # on CUDA
+    # precision: "auto" | "fp32" | "bf16" | "fp16" | "fp64" (see resolve_precision; both trainers record the choice).
+    #   auto: CUDA -> bf16 where the GPU has it natively (compute capability >= 8.0), else fp16; CPU / MPS -> fp32
+    #   fp32: plain float32;  bf16: bfloat16 autocast (Keras: mixed_bfloat16), on CPU too, float32 weights
+    #   fp16: float16 autocast + loss scaling (torch GradScaler / Keras LossScaleOptimizer), float32 weights
+    #   fp64: weights, inputs and EMA in float64, no autocast (tiny demos that repeat across CPUs to ~1e-12)
+    precision: str = "auto"
+    channels_last: Optional[bool] = None  # PyTorch memory format: None = on CUDA only, True = also on CPU, False = off
     compile: bool = False
     deterministic: bool = False
     threads: Optional[int] = None
@@ -92,6 +100,8 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be positive")
         if self.aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {' | '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def aux_logits(self) -> bool:
@@ -134,3 +144,40 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
         t = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
     return cfg.lr
+
+
+def resolve_precision(requested: str, device_kind: str, bf16_native: bool = False,
+                      channels_last: Optional[bool] = None) -> dict[str, Any]:
+    """What a trainer does for ``TrainConfig.precision`` on a device: the record both trainers store.
+
+    ``device_kind`` is ``"cuda"`` (or ``"gpu"``, TensorFlow's word), ``"mps"`` or ``"cpu"``; ``bf16_native``
+    says whether that GPU computes bfloat16 in hardware (compute capability >= 8.0: A100, H100, RTX 30xx;
+    not Colab's free T4, 7.5). Framework-free, so a test can force either answer.
+
+    ``"auto"`` -> ``bf16`` on a GPU with native bf16, ``fp16`` (with loss scaling) on an older GPU, ``fp32`` on
+    CPU / MPS (bf16 is not always faster on a CPU: ask for it). An explicit value is taken as it is.
+    ``channels_last`` None -> on CUDA only. Returns ``{"requested", "compute", "params", "grad_scaler",
+    "channels_last", "reason"}``, e.g. ``{"requested": "auto", "compute": "bf16", "params": "float32",
+    "grad_scaler": False, "channels_last": True, "reason": "CUDA device with native bf16"}``.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {' | '.join(PRECISIONS)}, got {requested!r}")
+    kind = "cuda" if device_kind in ("cuda", "gpu") else device_kind
+    if requested == "fp64" and kind == "mps":
+        raise ValueError("precision 'fp64' needs float64, which Apple's MPS does not have: use device='cpu'")
+    if requested == "auto":
+        if kind == "cuda":
+            compute = "bf16" if bf16_native else "fp16"
+            reason = ("CUDA device with native bf16" if bf16_native else
+                      "CUDA device without native bf16 (compute capability < 8.0): fp16 with loss scaling")
+        else:
+            compute = "fp32"
+            reason = f"{kind.upper()} device: fp32 (bf16 only when asked for)"
+    else:
+        compute = requested
+        reason = "asked for"
+        if requested == "bf16" and kind == "cuda" and not bf16_native:
+            reason += " (this GPU has no native bf16: emulated, slower than fp16)"
+    return {"requested": requested, "compute": compute, "params": "float64" if compute == "fp64" else "float32",
+            "grad_scaler": compute == "fp16", "channels_last": kind == "cuda" if channels_last is None else bool(channels_last),
+            "reason": reason}

@@ -18,9 +18,13 @@ One interface, three layers:
 Where the files come from (first hit wins): an explicit ``root`` argument (used alone: nothing else is
 searched), the folder in the ``INCEPTION_LIB_DATA`` environment variable (directly or in a
 ``fashion-mnist/`` / ``cifar-10-batches-py/`` subfolder), the system folder of the Debian package
-(``/usr/share/datasets/fashion-mnist/``), this library's download cache (``~/.cache/inception_lib``,
-or ``INCEPTION_LIB_CACHE``), and finally torchvision's download when ``download=True`` and the internet is
-reachable. Downloads go to the cache, never into a data folder of yours; nothing here writes anywhere else.
+(``/usr/share/datasets/fashion-mnist/``; ``INCEPTION_LIB_SYSTEM_DATA=<folder>`` replaces
+``/usr/share/datasets``, and an empty value searches no system folder), this library's download cache
+(``~/.cache/inception_lib``, or ``INCEPTION_LIB_CACHE``), and finally torchvision's download when
+``download=True`` and the internet is reachable. Downloads go to the cache, never into a data folder of
+yours; nothing here writes anywhere else. ``INCEPTION_LIB_FASHION_MNIST_MIRROR=<base URL>`` makes that
+download fetch the four Fashion-MNIST files from ``<base URL><file name>`` instead of torchvision's mirrors
+(a local copy, a proxy, or a test server); what comes from it is verified like any other file.
 
 Every file is verified before use (size and MD5 against the published releases, plus the format's own
 structure). A missing file raises :class:`DatasetNotFoundError` saying where we looked and how to get the
@@ -76,10 +80,12 @@ __all__ = [
     "DATA_ENV",
     "DEFAULT_VAL_SIZE",
     "FASHION_MNIST_FILES",
+    "FASHION_MNIST_MIRROR_ENV",
     "INTERPOLATIONS",
     "NATIVE_SHAPE",
     "NORMALIZATION",
     "PHOTOMETRIC_STRENGTH",
+    "SYSTEM_DATA_ENV",
     "SYSTEM_DIRS",
     "CorruptDatasetError",
     "DataConfig",
@@ -96,6 +102,7 @@ __all__ = [
     "load_arrays",
     "load_splits",
     "read_idx",
+    "system_dir",
     "tf_datasets",
     "torch_loaders",
     "torch_transform_batch",
@@ -163,7 +170,18 @@ SYSTEM_DIRS: dict[str, Path] = {
     "fashion_mnist": Path("/usr/share/datasets/fashion-mnist"),
     "cifar10": Path("/usr/share/datasets/cifar-10"),
 }
-"""System-wide folders (the Debian package ``dataset-fashion-mnist`` installs the first)."""
+"""System-wide folders (the Debian package ``dataset-fashion-mnist`` installs the first); see :func:`system_dir`."""
+
+SYSTEM_DATA_ENV = "INCEPTION_LIB_SYSTEM_DATA"
+"""Environment variable replacing the parent of :data:`SYSTEM_DIRS` (``/usr/share/datasets``): set to a folder,
+``<folder>/fashion-mnist`` and ``<folder>/cifar-10`` are searched instead; set to the empty string, no system
+folder is searched (e.g. to rehearse a machine without the Debian package, as CI does for Colab)."""
+
+FASHION_MNIST_MIRROR_ENV = "INCEPTION_LIB_FASHION_MNIST_MIRROR"
+"""Environment variable naming a base URL (``http://host:port/path/``) that ``download=True`` fetches the four
+Fashion-MNIST ``.gz`` files from, instead of torchvision's ``FashionMNIST.mirrors``. The files may be the
+upstream archives or any re-compressed copy (e.g. Debian's): each is verified after the download (size and MD5
+of the archive, or MD5 of its content), and a file that fails is deleted from the cache."""
 
 # Sub-folders searched inside a data folder, per dataset ("" = the folder itself).
 _SUBDIRS: dict[str, tuple[str, ...]] = {
@@ -201,7 +219,8 @@ _HOW_TO = {
         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in a folder and pass root=<folder> "
         f"or set {DATA_ENV}=<folder> (the files directly there or in <folder>/fashion-mnist/)\n"
         "  * with internet access: pass download=True (torchvision downloads them into the cache "
-        f"folder, ~/.cache/inception_lib or ${CACHE_ENV})"
+        f"folder, ~/.cache/inception_lib or ${CACHE_ENV}; ${FASHION_MNIST_MIRROR_ENV}=<base URL> "
+        "downloads them from a mirror of yours)"
     ),
     "cifar10": (
         "How to get CIFAR-10 (any one of):\n"
@@ -249,6 +268,20 @@ def cache_dir() -> Path:
     return base / "inception_lib"
 
 
+def system_dir(name: str) -> Path | None:
+    """The system folder searched for ``name``: :data:`SYSTEM_DIRS` unless ``$INCEPTION_LIB_SYSTEM_DATA`` is set.
+
+    ``None`` when there is none (an unknown name, or the variable set to the empty string).
+    """
+    default = SYSTEM_DIRS.get(name)
+    env = os.environ.get(SYSTEM_DATA_ENV)
+    if default is None or env is None:
+        return default
+    if not env.strip():
+        return None
+    return Path(env).expanduser() / default.name
+
+
 def _required_files(name: str, split: str) -> tuple[str, ...]:
     if name == "fashion_mnist":
         return tuple(spec.filename for spec in FASHION_MNIST_FILES[split])
@@ -265,8 +298,9 @@ def _search_bases(root: str | os.PathLike[str] | None, name: str) -> list[tuple[
     env = os.environ.get(DATA_ENV)
     if env:
         bases.append((f"${DATA_ENV}", Path(env).expanduser()))
-    if name in SYSTEM_DIRS:
-        bases.append(("system folder", SYSTEM_DIRS[name]))
+    system = system_dir(name)
+    if system is not None:
+        bases.append(("system folder", system))
     bases.append(("download cache", cache_dir()))
     return bases
 
@@ -339,11 +373,50 @@ def _download(name: str) -> Path:
     import torchvision
 
     if name == "fashion_mnist":
-        for train in (True, False):
-            torchvision.datasets.FashionMNIST(str(target), train=train, download=True)
-        return target / "FashionMNIST" / "raw"
+        mirror = os.environ.get(FASHION_MNIST_MIRROR_ENV, "").strip()
+        if not mirror:
+            for train in (True, False):
+                torchvision.datasets.FashionMNIST(str(target), train=train, download=True)
+            return target / "FashionMNIST" / "raw"
+        return _download_fashion_mirror(target, mirror.rstrip("/") + "/")
     torchvision.datasets.CIFAR10(str(target), train=True, download=True)
     return target / "cifar-10-batches-py"
+
+
+def _download_fashion_mirror(target: Path, mirror: str) -> Path:
+    """torchvision's Fashion-MNIST download from ``mirror`` (``$INCEPTION_LIB_FASHION_MNIST_MIRROR``).
+
+    The class attributes ``FashionMNIST.mirrors`` / ``resources`` are swapped for the download and restored
+    after it. torchvision's MD5 check is left to :func:`_verify_idx` (which also accepts re-compressed copies
+    such as Debian's); a file that fails it is removed, so a bad mirror leaves nothing behind in the cache.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    raw = target / "FashionMNIST" / "raw"
+    saved = FashionMNIST.mirrors, FashionMNIST.resources
+    FashionMNIST.mirrors = [mirror]
+    FashionMNIST.resources = [(filename, None) for filename, _ in saved[1]]
+    failure: BaseException | None = None
+    try:
+        FashionMNIST(str(target), train=True, download=True)
+    except Exception as err:  # noqa: BLE001 - re-raised below, once the cache is cleaned
+        failure = err
+    finally:
+        FashionMNIST.mirrors, FashionMNIST.resources = saved
+    for split in FASHION_MNIST_FILES.values():
+        for spec in split:
+            path = raw / spec.filename
+            if not path.is_file():
+                continue
+            try:
+                _verify_idx(path, spec)
+            except CorruptDatasetError as err:
+                for bad in (path, path.with_suffix("")):  # the .gz and torchvision's extracted copy
+                    bad.unlink(missing_ok=True)
+                raise CorruptDatasetError(f"{err}\n(downloaded from {mirror}{spec.filename})") from failure
+    if failure is not None:
+        raise failure
+    return raw
 
 
 def _unknown_dataset(name: object, valid: Sequence[str]) -> str:

@@ -379,6 +379,16 @@ def _model_device(model: Any, device: Any) -> Any:
     return torch.device("cpu")
 
 
+def _param_dtype(model: Any) -> Any:
+    """The floating dtype of a torch model's first parameter (None for other callables)."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.dtype if p.is_floating_point() else None
+    return None
+
+
 def _forward_logits(model: Any, x: torch.Tensor, channels_last: bool, device: Any) -> np.ndarray:
     """Run the model on an NCHW batch and return logits as numpy.
 
@@ -389,7 +399,11 @@ def _forward_logits(model: Any, x: torch.Tensor, channels_last: bool, device: An
     if channels_last:
         out = model(x.permute(0, 2, 3, 1).contiguous().cpu().float().numpy())
     else:
-        out = model(x.to(device))
+        x = x.to(device)
+        dtype = _param_dtype(model)
+        if dtype is not None and x.is_floating_point() and x.dtype != dtype:  # e.g. a float64 model (fp64 runs)
+            x = x.to(dtype)
+        out = model(x)
     if hasattr(out, "logits"):
         out = out.logits
     elif isinstance(out, (list, tuple)):

@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from inception_lib import arithmetic, spec  # noqa: E402
@@ -36,6 +37,11 @@ class LocalResponseNorm(layers.Layer):
     """LRN across channels, PyTorch / Caffe convention: a / (k + alpha/size * sum a^2) ** beta.
 
     (TF's ``tf.nn.local_response_normalization`` takes a radius and an alpha *not* divided by size.)
+
+    Computed in the layer's compute dtype (float32, float64), except under the mixed float16 / bfloat16
+    policies: there the squares, window sums and power are taken in float32 (a float16 square overflows above
+    256; ``1 + alpha/size * sum`` needs more than bfloat16's 8 bits), as PyTorch's autocast does, and the
+    result is cast back to the compute dtype.
     """
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, **kwargs) -> None:
@@ -43,6 +49,10 @@ class LocalResponseNorm(layers.Layer):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def call(self, x):
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        low = dtype in ("float16", "bfloat16")
+        if low:
+            x = ops.cast(x, "float32")
         sq = ops.square(x)
         before, after = self.size // 2, (self.size - 1) // 2
         padded = ops.pad(sq, [[0, 0], [0, 0], [0, 0], [before, after]])
@@ -50,10 +60,17 @@ class LocalResponseNorm(layers.Layer):
         window = padded[..., 0:channels]
         for i in range(1, self.size):
             window = window + padded[..., i:i + channels]
-        return x / ops.power(self.k + (self.alpha / self.size) * window, self.beta)
+        out = x / ops.power(self.k + (self.alpha / self.size) * window, self.beta)
+        return ops.cast(out, dtype) if low else out
 
     def get_config(self) -> dict:
         return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+
+
+def _ceil_pads(h: int, w: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Bottom / right padding that makes "valid" pooling give Caffe's ceil-mode output size."""
+    oh, ow = (arithmetic.pool_output_size(s, kernel, stride) for s in (h, w))
+    return max(0, (oh - 1) * stride + kernel - h), max(0, (ow - 1) * stride + kernel - w)
 
 
 @keras.saving.register_keras_serializable(package="inception_lib")
@@ -68,12 +85,8 @@ class CeilMaxPool2D(layers.Layer):
         super().__init__(**kwargs)
         self.pool_size, self.strides = pool_size, strides
 
-    def _pads(self, h: int, w: int) -> tuple[int, int]:
-        oh, ow = (arithmetic.pool_output_size(s, self.pool_size, self.strides) for s in (h, w))
-        return (max(0, (oh - 1) * self.strides + self.pool_size - h), max(0, (ow - 1) * self.strides + self.pool_size - w))
-
     def call(self, x):
-        ph, pw = self._pads(x.shape[1], x.shape[2])
+        ph, pw = _ceil_pads(x.shape[1], x.shape[2], self.pool_size, self.strides)
         if ph or pw:
             x = ops.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], constant_values=float("-inf"))
         return ops.max_pool(x, self.pool_size, self.strides, padding="valid")
@@ -85,6 +98,28 @@ class CeilMaxPool2D(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="inception_lib")
+class CeilAvgPool2D(CeilMaxPool2D):
+    """Average pooling with Caffe's ceil-mode output size (the aux heads' 5x5/3 pool).
+
+    A last, partial window averages only its in-bounds pixels, as Caffe and PyTorch (``ceil_mode=True``,
+    no padding) do: zero-pad the bottom/right, pool "valid", and rescale each window by kernel^2 / in-bounds count.
+    """
+
+    def call(self, x):
+        h, w = x.shape[1], x.shape[2]
+        ph, pw = _ceil_pads(h, w, self.pool_size, self.strides)
+        if not (ph or pw):
+            return ops.average_pool(x, self.pool_size, self.strides, padding="valid")
+        x = ops.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]])
+        y = ops.average_pool(x, self.pool_size, self.strides, padding="valid")
+        k, s = self.pool_size, self.strides
+        rows = np.array([min(k, h - i * s) for i in range(y.shape[1])], dtype="float64")
+        cols = np.array([min(k, w - j * s) for j in range(y.shape[2])], dtype="float64")
+        scale = (k * k) / np.outer(rows, cols)  # static: the map size is fixed when the model is built
+        return y * ops.convert_to_tensor(scale[None, :, :, None], dtype=y.dtype)
 
 
 @keras.saving.register_keras_serializable(package="inception_lib")
@@ -179,10 +214,11 @@ def _aux(x, head: spec.AuxHead, num_classes: int, v: Variant):
     if v.aux_pool == "adaptive4x4":
         x = AdaptiveAvgPool2D(4, name=f"{n}_pool")(x)
     else:
-        x = layers.AveragePooling2D(head.pool_kernel, strides=head.pool_stride, padding="valid", name=f"{n}_pool")(x)
+        x = CeilAvgPool2D(head.pool_kernel, strides=head.pool_stride, name=f"{n}_pool")(x)  # Caffe's rounding
     x = _conv_unit(x, f"{n}_conv", head.conv_channels, 1, v)
     x = layers.Flatten(name=f"{n}_flatten")(x)  # NHWC order; the converter permutes fc1 to match NCHW
-    x = layers.Dense(head.fc_units, activation="relu", kernel_initializer=d_init, bias_initializer=db_init,
+    fc1_bias = keras.initializers.Constant(0.2) if v.init == "caffe_xavier" else db_init  # BVLC's loss1/fc, loss2/fc
+    x = layers.Dense(head.fc_units, activation="relu", kernel_initializer=d_init, bias_initializer=fc1_bias,
                      name=f"{n}_fc1")(x)
     x = layers.Dropout(v.aux_dropout, name=f"{n}_dropout")(x)
     return layers.Dense(num_classes, kernel_initializer=d_init, bias_initializer=db_init, name=f"{n}_fc2")(x)

@@ -145,7 +145,8 @@ class InceptionAux(nn.Module):
     """Auxiliary classifier (Section 5): pool -> 1x1 conv 128 -> FC 1024 -> dropout 0.7 -> linear.
 
     With ``aux_pool="avg5x5s3"`` (the paper) the pooled map is 4x4 at 224x224 input; at other input
-    sizes the FC input width follows the map, so pass the ``map_size`` the model will see.
+    sizes the FC input width follows the map, so pass the ``map_size`` the model will see. The pool rounds
+    its output size up, as Caffe does (``ceil_mode=True``: 6x6 -> 2x2 at 96 px input, 15x15 -> 5x5 at 240).
     """
 
     def __init__(self, in_channels: int, num_classes: int, *, variant: Union[str, Variant] = "paper",
@@ -164,7 +165,10 @@ class InceptionAux(nn.Module):
         if self.adaptive:
             x = F.adaptive_avg_pool2d(x, (4, 4))
         else:
-            x = F.avg_pool2d(x, self.pool_kernel, self.pool_stride)
+            # Caffe's rounding. count_include_pad=False: with no padding the same values and gradients in eager
+            # mode, bit for bit, and torch.compile's inductor then divides an overhanging window correctly in the
+            # backward pass too (it divides by the full 5x5 otherwise: pytorch/pytorch#198119, torch 2.14).
+            x = F.avg_pool2d(x, self.pool_kernel, self.pool_stride, ceil_mode=True, count_include_pad=False)
         x = self.conv(x)
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x), inplace=True)
@@ -283,6 +287,10 @@ class GoogLeNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if init == "caffe_xavier":  # BVLC's loss1/fc and loss2/fc (the aux FC-1024 layers) also start with bias 0.2
+            for m in self.modules():
+                if isinstance(m, InceptionAux):
+                    nn.init.constant_(m.fc1.bias, 0.2)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4:

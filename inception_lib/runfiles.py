@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import io
 import json
 import os
+import sys
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -128,10 +132,16 @@ def versions() -> dict[str, str]:
 
 
 def history_doc(framework: str, cfg: TrainConfig, rows: list[dict[str, Any]], status: str,
-                test: Optional[dict[str, Any]], hardware: dict[str, Any]) -> dict[str, Any]:
-    """The history.json document: the same schema for both frameworks."""
+                test: Optional[dict[str, Any]], hardware: dict[str, Any],
+                precision: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The history.json document: the same schema (same keys, same order) for both frameworks.
+
+    ``precision`` is what the trainer chose for ``cfg.precision`` on this device
+    (:func:`inception_lib.config.resolve_precision`'s record).
+    """
     return {"schema": HISTORY_SCHEMA, "framework": framework, "config": cfg.to_dict(), "versions": versions(),
-            "hardware": hardware, "seed": cfg.seed, "epochs": rows, "status": status, "test": test}
+            "hardware": hardware, "precision": precision, "seed": cfg.seed, "epochs": rows, "status": status,
+            "test": test}
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
@@ -193,3 +203,120 @@ def check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path
             f"cannot resume {where} with a different configuration: " + "; ".join(diffs)
             + f". Only {sorted(RESUMABLE_CHANGES)} may change on resume; start a new run (another out_dir) "
             "to change anything else.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Damaged checkpoints, missing frameworks: errors that say what to do
+# ----------------------------------------------------------------------------------------------------
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, overwritten, bytes changed). The message names the file,
+    its size, what was expected and what to do; both trainers raise it before they change anything on disk."""
+
+
+class MissingFrameworkError(ImportError):
+    """A command needs PyTorch or TensorFlow/Keras and it cannot be imported; the message names the extra to install."""
+
+
+FRAMEWORK_EXTRAS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "pytorch": ("PyTorch", "torch", ("torch",)),
+    "keras": ("TensorFlow and Keras", "keras", ("tensorflow", "keras")),
+}
+"""framework -> (what it is called, the pyproject extra that installs it, the modules the trainer needs)."""
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a finder refusing the name; a module in sys.modules without __spec__
+        return name in sys.modules
+
+
+def require_framework(framework: str, needed_for: str, modules: Optional[tuple[str, ...]] = None) -> None:
+    """Raise :class:`MissingFrameworkError` unless the framework's modules (or ``modules``) are installed.
+
+    Looks the modules up without importing them, except for Keras: torch and torchvision are imported first
+    when they are installed (tensorflow first aborts a later torchvision import); without them Keras runs alone.
+    """
+    what, extra, needed = FRAMEWORK_EXTRAS[framework]
+    missing = [name for name in (modules or needed) if not _installed(name)]
+    if missing:
+        names = ", ".join(repr(n) for n in missing)
+        raise MissingFrameworkError(f"{needed_for} needs {what} (no module named {names} here); install with: "
+                                    f'pip install "inception_lib[{extra}]"', name=missing[0])
+    if framework == "keras":
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        with contextlib.suppress(ImportError):
+            for name in ("torch", "torchvision"):
+                if _installed(name):
+                    importlib.import_module(name)
+
+
+CHECKPOINT_EXPECTED = {
+    "pytorch": "a complete torch.save zip archive, as inception_lib's PyTorch trainer writes",
+    "keras": "a complete .keras zip archive, as inception_lib's Keras trainer writes",
+}
+"""What a checkpoint of each trainer is, for the messages of :class:`CorruptCheckpointError`."""
+
+
+def _damage_advice(path: Path) -> str:
+    """What to do about a damaged ``path``, from its name (last / best, .pt / .keras) and its sibling."""
+    last, best = path.with_name(f"last{path.suffix}"), path.with_name(f"best{path.suffix}")
+    if path.name == best.name:
+        return f"Evaluate {last} instead if it is intact, or train again with --overwrite to re-create {best.name}"
+    if path.name != last.name:
+        return "Use an intact copy, or train again with --overwrite to re-create it"
+    with contextlib.suppress(OSError):
+        if best.is_file() and os.path.samefile(best, path):
+            return f"{best.name} is the same file (a hard link: the last epoch was the best), so start again with --overwrite"
+    if path.suffix == ".pt":  # the PyTorch trainer's best.pt holds the weights only (no optimizer, no RNG states)
+        return (f"{best.name}, if intact, can still be evaluated, but it cannot be resumed (weights only); to train, "
+                "start again with --overwrite")
+    return (f"To continue the run, resume from {best.name} (copy it over {last.name}; it is an earlier epoch) if it is "
+            "intact, or start again with --overwrite")
+
+
+def corrupt_checkpoint(path: Union[str, Path], reason: str, expected: str) -> CorruptCheckpointError:
+    """The :class:`CorruptCheckpointError` for ``path``: file, size, ``reason``, ``expected`` and what to do."""
+    path = Path(path)
+    try:
+        size = f"{path.stat().st_size:,} bytes"
+    except OSError:
+        size = "size unknown"
+    return CorruptCheckpointError(f"checkpoint {path} ({size}) is damaged: {reason}; expected {expected}. "
+                                  f"{_damage_advice(path)}.")
+
+
+def check_zip_archive(path: Union[str, Path], expected: str) -> None:
+    """Raise :class:`CorruptCheckpointError` unless ``path`` is a complete zip archive whose entries match their CRC-32.
+
+    Both trainers' checkpoints are zip archives (``torch.save``, ``model.save``). ``torch.load`` does not check
+    the CRCs, so without this a changed byte inside a tensor loads silently; reading the file once costs well
+    under a second even for a full-size checkpoint.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.CRC == 0 and info.file_size:  # written without CRCs (torch.serialization.set_crc32_options)
+                    continue
+                with z.open(info) as member:
+                    while member.read(16 << 20):
+                        pass
+    except zipfile.BadZipFile as err:
+        if not head:
+            reason = "the file is empty"
+        elif head != b"PK\x03\x04":
+            reason = "it is not a zip archive (overwritten, or not a checkpoint at all)"
+        elif str(err) == "File is not a zip file":  # zipfile's words for "no end of central directory"
+            reason = "it is truncated (it starts as a zip archive, but its end, the central directory, is missing)"
+        elif "CRC" in str(err):
+            reason = f"its contents changed after it was written ({err})"
+        else:
+            reason = f"it is truncated or its zip structure is broken ({err})"
+        raise corrupt_checkpoint(path, reason, expected) from None
+    except (EOFError, zlib.error, ValueError, NotImplementedError) as err:
+        raise corrupt_checkpoint(path, f"an entry cannot be read ({type(err).__name__}: {err})", expected) from None

@@ -172,12 +172,14 @@ class Variant:
     - ``pool4``: (kernel, stride) of the max pool before 5a: (3, 2) in Table 1, (2, 2) in torchvision.
     - ``dropout``: main-head dropout, 0.4 in Table 1, 0.2 in torchvision.
     - ``aux_dropout``: 0.7 in the paper and in torchvision.
-    - ``aux_pool``: ``"avg5x5s3"`` (the paper: 14x14 -> 4x4 at 224 input; the aux FC width then
-      follows the map size at other resolutions) or ``"adaptive4x4"`` (torchvision: always 4x4).
+    - ``aux_pool``: ``"avg5x5s3"`` (the paper: 14x14 -> 4x4 at 224 input; the output size rounds up as
+      in Caffe's BVLC reference, so 6x6 -> 2x2 at 96 and 15x15 -> 5x5 at 240, and the aux FC width
+      follows the map size) or ``"adaptive4x4"`` (torchvision: always 4x4).
     - ``transform_input``: torchvision's remapping of ImageNet-normalised input to TF's [-1, 1]
       convention (only used with its ported weights; not in the paper).
     - ``init``: weight initialisation. The paper states none; ``"caffe_xavier"`` is the BVLC
-      replication's filler (uniform, scaled by fan-in, conv bias 0.2), ``"kaiming"`` is He-normal
+      replication's filler (uniform, scaled by fan-in; bias 0.2 on the convolutions and on the aux heads'
+      FC-1024 layers ``loss1/fc`` / ``loss2/fc``, 0 on the classifiers), ``"kaiming"`` is He-normal
       (fan-out) for the BN variant, ``"trunc_normal_0.01"`` is torchvision's.
     """
 
@@ -256,12 +258,14 @@ LEDGER_NOTES: dict[str, str] = {
     "norm": "LRN after pool1 and conv2 (Figure 3) vs BatchNorm after every conv",
     "conv_bias": "conv layers have a bias vs none (redundant before BatchNorm)",
     "bn_eps": "BatchNorm epsilon (only used with norm='bn')",
+    "bn_momentum": "BatchNorm running-statistics momentum, PyTorch convention (only used with norm='bn')",
     "branch5x5_kernel": "the '5x5' branch is a real 5x5 vs a 3x3 (torchvision/TF-slim bug, vision#906)",
     "pool4": "max pool before 5a: 3x3/2 (Table 1) vs 2x2/2 (torchvision)",
     "dropout": "main-head dropout: 40% (Table 1) vs 20% (torchvision)",
-    "aux_pool": "aux head pool: avg 5x5/3 (Section 5) vs adaptive to 4x4",
+    "aux_dropout": "aux-head dropout: 70% (Section 5)",
+    "aux_pool": "aux head pool: avg 5x5/3 (Section 5; output size rounded up, as Caffe) vs adaptive to 4x4",
     "transform_input": "torchvision's re-normalisation of the input for its ported TF weights",
-    "init": "weight initialisation (the paper states none)",
+    "init": "weight initialisation (the paper states none; 'paper' follows the BVLC Caffe reference)",
 }
 
 

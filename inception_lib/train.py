@@ -15,9 +15,18 @@ What the paper says and what this does (Section 6 of Szegedy et al. 2014, plus s
 * **History**: one row per epoch; ``lr`` is the rate at the epoch's first step (it moves within the epoch
   under warmup / cosine), ``train_*`` average the epoch's training batches (augmented, dropout on),
   ``val_loss`` is plain cross-entropy (no label smoothing).
-* **Device**: ``cuda`` / ``mps`` / ``cpu`` picked automatically. On CUDA: bf16 autocast, channels-last memory,
-  optional ``torch.compile``, cuDNN autotuning unless ``deterministic``. Small datasets live on the device
+* **Device**: ``cuda`` / ``mps`` / ``cpu`` picked automatically; cuDNN autotuning unless ``deterministic``,
+  optional ``torch.compile`` (``cfg.compile``; inductor on CPU too). Small datasets live on the device
   (:class:`inception_lib.data.DeviceTensorLoader`).
+* **Precision** (``cfg.precision``, resolved once by :func:`choose_precision` and recorded under
+  ``"precision"`` in history.json and the checkpoints): ``"auto"`` = bf16 on a CUDA GPU with native bf16
+  (compute capability >= 8.0), fp16 on an older one (Colab's T4), fp32 on CPU / MPS. ``"bf16"``: the forward
+  pass under ``torch.autocast(device, torch.bfloat16)`` (CPU included), float32 weights and optimizer, losses
+  in float32. ``"fp16"``: autocast float16 plus ``torch.amp.GradScaler`` (loss scaled before ``backward``,
+  gradients unscaled in ``step``, which skips an update whose gradients overflowed, then ``update``; the
+  scaler's state is checkpointed). ``"fp64"``: weights, EMA and every input batch in float64, no autocast:
+  for tiny demos whose numbers repeat across CPUs (float32 ones do not). ``cfg.channels_last``: channels-last
+  memory for model and batches; None = on CUDA only.
 * **Data-parallel** under ``torchrun`` (see :mod:`inception_lib.distributed`): ``batch_size`` is the global
   batch, rank 0 writes everything.
 
@@ -28,7 +37,10 @@ folder, fsync unless ``INCEPTION_LIB_FSYNC=0``, ``os.replace``), so a crash neve
 ``torch.load(path, weights_only=True)``: model, optimizer, EMA, epoch, step, every rank's RNG states,
 the history so far, the architecture and the config. ``train(cfg, resume=True)`` continues from ``last.pt``
 exactly: each epoch's data order and augmentation depend only on (seed, epoch), so on CPU an interrupted and
-resumed run ends with the same bits as an uninterrupted one (same thread count and hardware).
+resumed run ends with the same bits as an uninterrupted one (same thread count and hardware). A damaged
+checkpoint (truncated, overwritten, a changed byte: every zip entry's CRC-32 is checked, which ``torch.load``
+does not do) raises :class:`~inception_lib.runfiles.CorruptCheckpointError` naming the file and what to do,
+before anything is written.
 
 The test split is never used here unless asked (``test=True`` / ``--test``): once, at the end, after all model
 selection on the validation split. :func:`evaluate_checkpoint` evaluates a saved run with 1, 10 or 144 crops.
@@ -43,6 +55,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pickle
 import random
 import sys
 import time
@@ -57,9 +70,10 @@ from torch import nn
 
 from inception_lib import distributed as D
 from inception_lib import repro, runfiles, spec
-from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at
+from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at, resolve_precision
 from inception_lib.pytorch import GoogLeNet, architecture
 from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
+from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointError  # re-exported
 from inception_lib.runfiles import atomic_write as _atomic_write
 from inception_lib.runfiles import check_resume_config as _check_resume_config
 from inception_lib.runfiles import json_normal as _json_normal
@@ -71,6 +85,7 @@ __all__ = [
     "BEST",
     "CHECKPOINT_FORMAT",
     "FSYNC_ENV",
+    "CorruptCheckpointError",
     "LAST",
     "PROGRESS_ENV",
     "RESUMABLE_CHANGES",
@@ -78,6 +93,7 @@ __all__ = [
     "NonFiniteLossError",
     "build_model",
     "check_architecture",
+    "choose_precision",
     "compute_loss",
     "data_config",
     "evaluate_checkpoint",
@@ -174,13 +190,18 @@ def _split_outputs(out: Any) -> tuple[torch.Tensor, Optional[torch.Tensor], Opti
     return out.logits, getattr(out, "aux1", None), getattr(out, "aux2", None)
 
 
+def _wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits for the loss: float16 / bfloat16 (autocast) -> float32; float32 and float64 as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def compute_loss(outputs: Any, targets: torch.Tensor, criterion: Callable[..., torch.Tensor],
                  aux_weight: float) -> LossParts:
     """``main + aux_weight * (aux1 + aux2)`` (Section 5: "their loss is added to the total loss ... weighted by 0.3")."""
     logits, a1, a2 = _split_outputs(outputs)
-    main = criterion(logits.float(), targets)
+    main = criterion(_wide(logits), targets)
     if aux_weight > 0 and a1 is not None and a2 is not None:
-        l1, l2 = criterion(a1.float(), targets), criterion(a2.float(), targets)
+        l1, l2 = criterion(_wide(a1), targets), criterion(_wide(a2), targets)
         return LossParts(main + aux_weight * (l1 + l2), main, l1, l2)
     return LossParts(main, main, None, None)
 
@@ -197,8 +218,8 @@ def _architecture(model: nn.Module) -> dict[str, Any]:
 
 
 def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
-                 hardware: dict[str, Any]) -> dict[str, Any]:
-    return runfiles.history_doc("pytorch", cfg, rows, status, test, hardware)
+                 hardware: dict[str, Any], precision: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    return runfiles.history_doc("pytorch", cfg, rows, status, test, hardware, precision)
 
 def _rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain lists (loadable with ``weights_only=True``)."""
@@ -221,13 +242,25 @@ def _set_rng_state(s: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+_EXPECTED = runfiles.CHECKPOINT_EXPECTED["pytorch"]
+
+
 def _read_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
+    """The checkpoint dict; FileNotFoundError, CorruptCheckpointError (damaged file) or ValueError (another kind)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    runfiles.check_zip_archive(path, _EXPECTED)  # truncated / overwritten / changed bytes: CorruptCheckpointError
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as err:  # an intact zip that is no torch.save file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not an inception_lib training checkpoint: torch.load(weights_only=True) cannot "
+                         f"read it ({first[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an inception_lib training checkpoint (format {CHECKPOINT_FORMAT!r})")
+        found = f"a dict with keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not an inception_lib training checkpoint (expected a dict with format "
+                         f"{CHECKPOINT_FORMAT!r}, found {found})")
     return state
 
 
@@ -295,22 +328,72 @@ def _set_epoch(loader: Any, epoch: int) -> None:
             return
 
 
-def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
-    if device.type == "cuda" and cfg.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_PARAM_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _bf16_native(device: torch.device) -> bool:
+    """Whether this CUDA GPU computes bfloat16 in hardware (compute capability >= 8.0), not by emulation."""
+    if device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def choose_precision(cfg: TrainConfig, device: torch.device, bf16_native: Optional[bool] = None) -> dict[str, Any]:
+    """``cfg.precision`` / ``cfg.channels_last`` resolved for ``device``: the record stored in history.json.
+
+    ``bf16_native`` None asks the GPU (:func:`torch.cuda.get_device_capability`); tests pass True / False to
+    see both CUDA choices on any machine. See :func:`inception_lib.config.resolve_precision`.
+    """
+    native = _bf16_native(device) if bf16_native is None else bool(bf16_native)
+    return resolve_precision(cfg.precision, device.type, native, cfg.channels_last)
+
+
+def _autocast(prec: Mapping[str, Any], device: torch.device) -> Any:
+    """``torch.autocast`` for bf16 / fp16 (any device type, CPU included); nothing for fp32 / fp64."""
+    dtype = _AUTOCAST_DTYPES.get(prec["compute"])
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _grad_scaler(prec: Mapping[str, Any], device: torch.device, **kwargs: Any) -> Optional[torch.amp.GradScaler]:
+    """fp16's loss scaling (``torch.amp.GradScaler`` on the device's type, CPU too; ``kwargs`` go to it), else None.
+
+    The default first scale, 2**16, makes the first few steps of a run overflow and be skipped while the
+    scale halves down to what the gradients allow: usual, and cheap in a long run.
+    """
+    return torch.amp.GradScaler(device.type, **kwargs) if prec["grad_scaler"] else None
+
+
+def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device,
+               prec: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on the device, in the parameters' dtype (float64 for fp64), channels-last when asked."""
     x = x.to(device, non_blocking=True)
-    if channels_last:
+    if x.is_floating_point():
+        x = x.to(_PARAM_DTYPES[prec["params"]])
+    if prec["channels_last"]:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
 
 
+def _backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scaler: Optional[torch.amp.GradScaler]) -> None:
+    """``backward`` and one optimizer step; with fp16's scaler: scale, backward, step (unscales; skips an
+    update whose gradients hold inf / NaN), update the scale."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 @torch.no_grad()
 def _eval_loss_acc(model: nn.Module, loader: Optional[Iterable[Any]], cfg: TrainConfig, device: torch.device,
-                   channels_last: bool, info: D.DistInfo) -> tuple[Optional[float], Optional[float]]:
+                   prec: Mapping[str, Any], info: D.DistInfo) -> tuple[Optional[float], Optional[float]]:
     """Mean cross-entropy (no label smoothing) and top-1 of the main head over a (sharded) loader."""
     if loader is None:
         return None, None
@@ -319,10 +402,10 @@ def _eval_loss_acc(model: nn.Module, loader: Optional[Iterable[Any]], cfg: Train
     sums = torch.zeros(3, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
     try:
         for x, y in loader:
-            x, y = _to_device(x, y, device, channels_last)
-            with _autocast(cfg, device):
+            x, y = _to_device(x, y, device, prec)
+            with _autocast(prec, device):
                 logits = model(x)
-            logits = _split_outputs(logits)[0].float()
+            logits = _wide(_split_outputs(logits)[0])
             sums[0] += nn.functional.cross_entropy(logits, y, reduction="sum")
             sums[1] += (logits.argmax(1) == y).sum()
             sums[2] += y.numel()
@@ -438,13 +521,14 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     if n_steps == 0:
         raise ValueError(f"the training set gives no full batch of {cfg.batch_size} images (subset={cfg.subset})")
 
-    channels_last = device.type == "cuda" and cfg.channels_last
-    model.to(device)
-    if channels_last:
+    prec = choose_precision(cfg, device)
+    model.to(device, dtype=_PARAM_DTYPES[prec["params"]])  # float64 for fp64 (the EMA copies it below)
+    if prec["channels_last"]:
         model.to(memory_format=torch.channels_last)
     if info.enabled and device.type == "cuda" and cfg.extra.get("sync_bn"):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(cfg, model)
+    scaler = _grad_scaler(prec, device)
     ema = None
     if cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -458,6 +542,8 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         rngs = state["rng"]
@@ -489,7 +575,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
         for stale in (LAST, BEST):  # overwrite=True: no checkpoint of the old run may pose as this one's
             (out / stale).unlink(missing_ok=True)
         _write_config(out, cfg)
-        _write_history(out, _history_doc(cfg, rows, "running", None, hardware))
+        _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
     D.barrier(info)
 
     t_run = time.perf_counter()
@@ -513,8 +599,8 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
             lr = lr_at(cfg, epoch + i / n_steps)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            x, y = _to_device(x, y, device, channels_last)
-            with _autocast(cfg, device):
+            x, y = _to_device(x, y, device, prec)
+            with _autocast(prec, device):
                 outputs = train_model(x)
             parts = compute_loss(outputs, y, criterion, cfg.aux_weight)
             global_step += 1
@@ -523,9 +609,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
                 last_good = int(rows[-1]["epoch"]) if rows else 0
                 _check_finite(window, info, epoch, i + 1 - len(window), n_steps, global_step, lr, ckpt_path, last_good)
                 window = []
-            optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            optimizer.step()
+            _backward_step(parts.total, optimizer, scaler)
             if ema is not None:
                 ema.update_parameters(model)
             with torch.no_grad():
@@ -555,10 +639,10 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
         train_time = time.perf_counter() - t0
         aux_on = cfg.aux_weight > 0 and s[2] != 0.0
 
-        val_loss, val_acc = _eval_loss_acc(model, val_loader, cfg, device, channels_last, info)
+        val_loss, val_acc = _eval_loss_acc(model, val_loader, cfg, device, prec, info)
         val_acc_ema = None
         if ema is not None:
-            val_acc_ema = _eval_loss_acc(ema.module, val_loader, cfg, device, channels_last, info)[1]
+            val_acc_ema = _eval_loss_acc(ema.module, val_loader, cfg, device, prec, info)[1]
         now = time.perf_counter()
         row = {
             "epoch": epoch + 1,
@@ -589,13 +673,14 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
                 "epoch": epoch + 1, "step": global_step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "rng": rngs, "history": rows, "wall_time_s": row["wall_time_s"], "best_val_acc": best,
-                "versions": _versions(),
+                "versions": _versions(), "precision": prec,
+                "grad_scaler": scaler.state_dict() if scaler is not None else None,
             }
             _save_checkpoint(ckpt, ckpt_path)
             if improved:  # the weights only: best.pt is for evaluation, last.pt for resuming
                 _save_checkpoint({**ckpt, "optimizer": None, "rng": None}, out / BEST)
             _write_config(out, cfg)
-            _write_history(out, _history_doc(cfg, rows, "running", None, hardware))
+            _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
             if verbose:
                 print(_epoch_line(row, cfg.epochs), flush=True)
         D.barrier(info)
@@ -605,7 +690,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
         test_result = _test_once(model, ema, loaders, cfg, device, info, epoch=len(rows))
     elif state is not None and start_epoch == cfg.epochs:  # nothing trained now: keep an earlier test result
         test_result = _previous_test(out, start_epoch)
-    doc = _history_doc(cfg, rows, "completed", test_result, hardware)
+    doc = _history_doc(cfg, rows, "completed", test_result, hardware, prec)
     if info.is_main:
         _write_history(out, doc)
         if verbose and test_result is not None:

@@ -35,15 +35,24 @@ so a chapter can put a PyTorch run and a Keras run in one table. What is done, a
   ``inception_lib.json`` entry with the epoch, step, architecture, config and history. Written to a temporary
   name in the same folder, fsynced (unless ``INCEPTION_LIB_FSYNC=0``), then ``os.replace``-d: a crash never
   leaves a torn file. ``train(cfg, resume=True)`` continues from ``last.keras``; a checkpoint of another
-  architecture is refused with a ValueError naming both, before any file is touched.
+  architecture is refused with a ValueError naming both, and a damaged file (truncated, overwritten, an entry
+  failing its CRC-32) with :class:`~inception_lib.runfiles.CorruptCheckpointError`, before any file is touched.
   ``keras.saving.load_model("last.keras")`` also works (after ``import inception_lib.train_keras``).
 * **Non-finite loss**: checked after every batch, and the validation loss before every checkpoint (a last
   update can diverge after its loss was computed); :class:`NonFiniteLossError` names the epoch and step; the
   last good checkpoint and the history stay as they were at the end of the last good epoch.
 * **Devices**: several visible GPUs -> ``tf.distribute.MirroredStrategy`` (``batch_size`` is the global batch,
-  as under torchrun; BatchNorm statistics are per replica). ``cfg.amp`` on a GPU -> ``mixed_bfloat16``;
-  ``cfg.compile`` -> XLA (``jit_compile=True``). ``cfg.deterministic`` -> TF op determinism, via
-  :func:`inception_lib.repro.seed_everything` (restored afterwards).
+  as under torchrun; BatchNorm statistics are per replica). ``cfg.compile`` -> XLA (``jit_compile=True``).
+  ``cfg.deterministic`` -> TF op determinism, via :func:`inception_lib.repro.seed_everything` (restored
+  afterwards).
+* **Precision** (``cfg.precision``, resolved once by :func:`choose_precision`, the PyTorch trainer's rule, and
+  recorded under ``"precision"`` in history.json and the checkpoint metadata): a Keras dtype policy for the
+  model. ``"auto"`` = ``bf16`` on a GPU of compute capability >= 8.0 (``tf.config.experimental.
+  get_device_details``), ``fp16`` on an older GPU, ``fp32`` on CPU. ``"bf16"`` -> ``mixed_bfloat16`` (CPU
+  too), ``"fp16"`` -> ``mixed_float16`` with the optimizer wrapped in ``keras.optimizers.LossScaleOptimizer``
+  (dynamic loss scaling; a step whose gradients overflow is skipped), ``"fp64"`` -> ``float64`` (weights,
+  inputs and the loss in float64). Weights stay float32 under the mixed policies, logits are cast to float32
+  for the loss. Keras models are always NHWC, so ``cfg.channels_last`` does not apply (recorded as True).
 
 Not the same as PyTorch (stated, not hidden): resuming restores weights, optimizer, EMA, schedule position,
 history and clock exactly, but not the data order (tf.data reshuffles from a counter that a new pipeline
@@ -71,6 +80,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -84,9 +94,10 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from inception_lib import repro, runfiles, spec  # noqa: E402
-from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at  # noqa: E402
+from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at, resolve_precision  # noqa: E402
 from inception_lib.keras import GoogLeNet, inference_model  # noqa: E402  (also registers the custom layers)
 from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
+from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointError  # re-exported
 from inception_lib.runfiles import atomic_file as _atomic_file
 from inception_lib.runfiles import atomic_text as _atomic_text
 from inception_lib.runfiles import check_resume_config as _check_resume_config
@@ -98,6 +109,7 @@ __all__ = [
     "BEST",
     "CHECKPOINT_FORMAT",
     "FSYNC_ENV",
+    "CorruptCheckpointError",
     "LAST",
     "META_NAME",
     "PROGRESS_ENV",
@@ -109,6 +121,7 @@ __all__ = [
     "architecture",
     "build_model",
     "check_architecture",
+    "choose_precision",
     "compile_model",
     "data_config",
     "ema_weights",
@@ -296,7 +309,8 @@ class SparseCrossEntropy(keras.losses.Loss):
         self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred = ops.cast(y_pred, "float32")
+        if keras.backend.standardize_dtype(y_pred.dtype) != "float64":  # float16 / bfloat16 logits: float32
+            y_pred = ops.cast(y_pred, "float32")
         labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         if self.label_smoothing == 0.0:
             return keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
@@ -370,24 +384,36 @@ def build_model(cfg: TrainConfig, num_classes: int, in_channels: int, image_size
                          input_shape=(image_size, image_size, in_channels), dropout=cfg.dropout)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, *, run_eagerly: bool = False) -> TorchSGD:
+def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, *, run_eagerly: bool = False) -> Any:
     """Compile with the paper's weighted loss and PyTorch's SGD, build the optimizer; returns the optimizer.
 
     The optimizer is built here (not lazily in the first step) so that a checkpoint's optimizer state can be
-    loaded before training, and the BatchNorm buffers are registered for averaging first.
+    loaded before training, and the BatchNorm buffers are registered for averaging first. A model built under
+    ``mixed_float16`` gets the :class:`TorchSGD` wrapped in ``keras.optimizers.LossScaleOptimizer`` (returned;
+    ``.inner_optimizer`` is the TorchSGD); a ``float64`` model gets a float64 loss.
     """
     aux = isinstance(model.output, (list, tuple)) and len(model.outputs) == 3
+    policy = model.dtype_policy.name
     optimizer = make_optimizer(cfg, steps_per_epoch)
     optimizer.average_buffers(_bn_buffers(model))
-    loss = SparseCrossEntropy(cfg.label_smoothing)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    loss = SparseCrossEntropy(cfg.label_smoothing, dtype="float64" if policy == "float64" else None)
     acc = keras.metrics.SparseCategoricalAccuracy
-    if aux:
-        model.compile(optimizer=optimizer, loss=[loss, loss, loss], loss_weights=[1.0, cfg.aux_weight, cfg.aux_weight],
-                      metrics=[[acc(name="accuracy")], [acc(name="accuracy")], [acc(name="accuracy")]],
-                      run_eagerly=run_eagerly, jit_compile=bool(cfg.compile) and not run_eagerly)
-    else:
-        model.compile(optimizer=optimizer, loss=loss, metrics=[acc(name="accuracy")], run_eagerly=run_eagerly,
-                      jit_compile=bool(cfg.compile) and not run_eagerly)
+    floatx = keras.config.floatx()
+    if policy == "float64":  # Keras sums the heads' losses in floatx: float64 too, not a float32 cast mid-way
+        keras.config.set_floatx("float64")
+    try:
+        if aux:
+            model.compile(optimizer=optimizer, loss=[loss, loss, loss],
+                          loss_weights=[1.0, cfg.aux_weight, cfg.aux_weight],
+                          metrics=[[acc(name="accuracy")], [acc(name="accuracy")], [acc(name="accuracy")]],
+                          run_eagerly=run_eagerly, jit_compile=bool(cfg.compile) and not run_eagerly)
+        else:
+            model.compile(optimizer=optimizer, loss=loss, metrics=[acc(name="accuracy")], run_eagerly=run_eagerly,
+                          jit_compile=bool(cfg.compile) and not run_eagerly)
+    finally:
+        keras.config.set_floatx(floatx)
     optimizer.build(model.trainable_variables)
     return optimizer
 
@@ -401,6 +427,7 @@ def ema_weights(model: keras.Model, optimizer: Optional[TorchSGD] = None) -> Ite
     unchanged; the averages themselves are never written.
     """
     opt = optimizer if optimizer is not None else model.optimizer
+    opt = getattr(opt, "inner_optimizer", opt)  # fp16: the TorchSGD inside the LossScaleOptimizer
     averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
     if not getattr(opt, "use_ema", False) or not averages:
         yield False
@@ -424,8 +451,8 @@ def ema_weights(model: keras.Model, optimizer: Optional[TorchSGD] = None) -> Ite
 
 
 def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
-                 hardware: dict[str, Any]) -> dict[str, Any]:
-    return runfiles.history_doc("keras", cfg, rows, status, test, hardware)
+                 hardware: dict[str, Any], precision: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    return runfiles.history_doc("keras", cfg, rows, status, test, hardware, precision)
 
 def _save_checkpoint(model: keras.Model, meta: dict[str, Any], path: Path) -> None:
     """``model.save`` (weights + optimizer state) plus the metadata entry, written atomically."""
@@ -463,21 +490,39 @@ def _load_state(model: keras.Model, path: Path) -> None:
     """
     with tempfile.TemporaryDirectory(prefix="inception_lib_ckpt_") as tmpdir:
         weights = Path(tmpdir) / "state.weights.h5"
-        with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as src, open(weights, "wb") as dst:
-            shutil.copyfileobj(src, dst, 16 << 20)
+        try:  # zipfile checks the entry's CRC-32 as it reads
+            with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as src, open(weights, "wb") as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+        except (zipfile.BadZipFile, KeyError, EOFError, zlib.error) as err:
+            raise runfiles.corrupt_checkpoint(path, f"its model.weights.h5 entry cannot be read ({err})", _EXPECTED) from None
         model.load_weights(weights)
 
 
+_EXPECTED = runfiles.CHECKPOINT_EXPECTED["keras"]
+
+
 def read_checkpoint_meta(path: Union[str, Path]) -> dict[str, Any]:
-    """The metadata of a Keras training checkpoint (epoch, step, architecture, config, history...)."""
+    """The metadata of a Keras training checkpoint (epoch, step, architecture, config, history...).
+
+    Raises FileNotFoundError, :class:`CorruptCheckpointError` (a damaged file: path, size and what to do) or
+    ValueError (a file of another kind). Reads only the metadata entry (``train(resume=True)`` checks every entry).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read(META_NAME))
-    except (zipfile.BadZipFile, KeyError) as err:
-        raise ValueError(f"{path} is not an inception_lib Keras training checkpoint ({err})") from None
+            names = set(z.namelist())
+            meta = json.loads(z.read(META_NAME)) if META_NAME in names else None
+    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError):  # ValueError: the JSON; json errors subclass it
+        runfiles.check_zip_archive(path, _EXPECTED)  # says what is wrong with the file
+        raise runfiles.corrupt_checkpoint(path, f"its {META_NAME} entry cannot be read", _EXPECTED) from None
+    if meta is None:
+        what = "a Keras archive" if "model.weights.h5" in names else "a zip archive"
+        raise ValueError(f"{path} is not an inception_lib Keras training checkpoint: {what} without the {META_NAME} "
+                         "entry that inception_lib's Keras trainer adds")
+    if not isinstance(meta, dict):
+        raise runfiles.corrupt_checkpoint(path, f"its {META_NAME} entry is not a JSON object", _EXPECTED)
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("framework") != "keras":
         raise ValueError(f"{path} is not an inception_lib Keras training checkpoint "
                          f"(format {meta.get('format')!r}, framework {meta.get('framework')!r})")
@@ -499,14 +544,16 @@ def load_checkpoint(path: Union[str, Path], model: Optional[keras.Model] = None,
     meta = read_checkpoint_meta(path)
     arch = meta["architecture"]
     cfg = TrainConfig.from_dict(meta["config"])
-    if model is None:
-        model = build_model(cfg, int(arch["num_classes"]), int(arch["in_channels"]), int(arch["image_size"][0]))
+    if model is None:  # under the run's own dtype policy: an fp16 run's optimizer state is a LossScaleOptimizer's
+        model = build_model(cfg, int(arch["num_classes"]), int(arch["in_channels"]), int(arch["image_size"][0]),
+                            dtype_policy=POLICIES[(meta.get("precision") or {}).get("compute", "fp32")])
     check_architecture(arch, _model_architecture(model), where=path)
     optimizer = compile_model(model, cfg, int(meta["steps_per_epoch"]))
     _load_state(model, path)
     if weights == "ema":
         if not cfg.ema:
             raise ValueError(f"{path} has no EMA weights (trained with ema=False)")
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # fp16: the TorchSGD inside
         pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
         pairs += list(zip(optimizer.buffer_variables, optimizer.buffer_averages))
         for v, a in pairs:
@@ -621,7 +668,7 @@ class _Run:
 
     cfg: TrainConfig
     model: keras.Model
-    optimizer: TorchSGD
+    optimizer: Any  # TorchSGD, or a LossScaleOptimizer around one (fp16)
     eval_step: Callable[[Any, Any], tuple[Any, Any, Any]]
     val: Any
     out: Path
@@ -634,6 +681,7 @@ class _Run:
     t_run: float
     best: Optional[float]
     verbose: bool
+    precision: Optional[dict[str, Any]] = None
 
     def end_epoch(self, epoch: int, logs: dict[str, Any], t0: float, t_end: float) -> None:
         cfg, n = self.cfg, self.steps_per_epoch
@@ -688,12 +736,12 @@ class _Run:
             "format": CHECKPOINT_FORMAT, "framework": "keras", "architecture": self.arch, "config": cfg.to_dict(),
             "epoch": epoch + 1, "step": int(ops.convert_to_numpy(self.optimizer.iterations)),
             "steps_per_epoch": n, "history": self.rows, "wall_time_s": row["wall_time_s"], "best_val_acc": self.best,
-            "ema": bool(cfg.ema), "versions": _versions(),
+            "ema": bool(cfg.ema), "versions": _versions(), "precision": self.precision,
         }
         _save_checkpoint(self.model, meta, self.ckpt)
         if improved:  # the same bytes as last.keras at this epoch
             _link_or_copy(self.ckpt, self.out / BEST)
-        _write_history(self.out, _history_doc(cfg, self.rows, "running", None, self.hardware))
+        _write_history(self.out, _history_doc(cfg, self.rows, "running", None, self.hardware, self.precision))
         if self.verbose:
             print(_epoch_line(row, cfg.epochs), flush=True)
 
@@ -712,11 +760,41 @@ def _epoch_line(row: Mapping[str, Any], epochs: int) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _strategy(cfg: TrainConfig) -> tuple[Any, dict[str, Any], Optional[str]]:
-    """(distribution strategy, hardware facts, dtype policy) for ``cfg.device``.
+POLICIES: dict[str, Optional[str]] = {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16",
+                                      "fp64": "float64"}
+"""The Keras dtype policy of each resolved precision (None: Keras's default, float32)."""
+
+
+def _gpu_bf16_native(gpus: Sequence[Any]) -> bool:
+    """Whether every one of these physical GPUs has native bf16 (compute capability >= 8.0)."""
+    import tensorflow as tf
+
+    if not gpus:
+        return False
+    for gpu in gpus:
+        try:
+            cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        except Exception:  # details are optional (e.g. a ROCm build)
+            cc = None
+        if cc is None or tuple(cc) < (8, 0):
+            return False
+    return True
+
+
+def choose_precision(cfg: TrainConfig, uses_gpu: bool, bf16_native: bool) -> dict[str, Any]:
+    """``cfg.precision`` resolved for Keras (:func:`inception_lib.config.resolve_precision`, as PyTorch).
+
+    Keras models are NHWC whatever ``cfg.channels_last`` says, so the record says ``channels_last: True``.
+    """
+    return resolve_precision(cfg.precision, "cuda" if uses_gpu else "cpu", bf16_native, channels_last=True)
+
+
+def _strategy(cfg: TrainConfig, bf16_native: Optional[bool] = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(distribution strategy, hardware facts, precision record) for ``cfg.device``.
 
     More than one visible GPU (or an explicit ``cfg.extra["devices"]`` list) -> MirroredStrategy over them;
     otherwise the default strategy, on the GPU if there is one (``device="cpu"`` pins everything to the CPU).
+    ``bf16_native`` None asks the GPUs used (:func:`_gpu_bf16_native`); tests force True / False.
     """
     import tensorflow as tf
 
@@ -747,14 +825,20 @@ def _strategy(cfg: TrainConfig) -> tuple[Any, dict[str, Any], Optional[str]]:
         where = gpus[0].name if gpus else "/CPU:0"
         strategy = tf.distribute.get_strategy()
     uses_gpu = "GPU" in where.upper()
+    phys = tf.config.list_physical_devices("GPU") if uses_gpu else []
     if uses_gpu:
         with contextlib.suppress(Exception):  # details are optional
-            phys = tf.config.list_physical_devices("GPU")
             hardware["gpu"] = tf.config.experimental.get_device_details(phys[0]).get("device_name", "GPU")
             hardware["gpu_count"] = len(phys)
     hardware.update({"device": where, "world_size": int(strategy.num_replicas_in_sync)})
-    policy = "mixed_bfloat16" if (cfg.amp and uses_gpu) else None
-    return strategy, hardware, policy
+    if bf16_native is None:
+        used = phys  # the one GPU, or all of them under MirroredStrategy
+        if explicit:
+            used = [g for i, g in enumerate(phys) if any(str(d).upper().endswith(f"GPU:{i}") for d in explicit)]
+        elif ":" in device:
+            used = phys[int(device.split(":", 1)[1]):][:1]
+        bf16_native = _gpu_bf16_native(used)
+    return strategy, hardware, choose_precision(cfg, uses_gpu, bf16_native)
 
 
 def _progress_enabled(progress: Optional[bool]) -> bool:
@@ -837,6 +921,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, datasets: Optional[Mapping[
     meta: Optional[dict[str, Any]] = None
     if resume:  # every refusal happens here, before a file is written
         meta = read_checkpoint_meta(ckpt_path)
+        runfiles.check_zip_archive(ckpt_path, _EXPECTED)  # every entry's CRC, before data and model are built
         check_architecture(meta["architecture"], arch, where=ckpt_path)
         _check_resume_config(meta["config"], cfg, ckpt_path)
 
@@ -868,7 +953,8 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
            meta: Optional[dict[str, Any]], *, datasets: Optional[Mapping[str, Any]], test: bool,
            progress: Optional[bool], verbose: bool) -> dict[str, Any]:
     repro.seed_everything(cfg.seed, cfg.threads, tensorflow=True, deterministic=cfg.deterministic)
-    strategy, hardware, policy = _strategy(cfg)
+    strategy, hardware, prec = _strategy(cfg)
+    policy = POLICIES[prec["compute"]]
     start_epoch = int(meta["epoch"]) if meta else 0
     if datasets is None:
         from inception_lib import data
@@ -903,11 +989,11 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
 
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-    _write_history(out, _history_doc(cfg, rows, "running", None, hardware))
+    _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
 
     run = _Run(cfg=cfg, model=model, optimizer=optimizer, eval_step=_eval_step(model, eager), val=datasets["val"],
                out=out, ckpt=ckpt_path, arch=arch, steps_per_epoch=n_steps, hardware=hardware, rows=rows,
-               wall_offset=wall_offset, t_run=time.perf_counter(), best=best, verbose=verbose)
+               wall_offset=wall_offset, t_run=time.perf_counter(), best=best, verbose=verbose, precision=prec)
     train_ds = datasets["train"]
     if cfg.aux_logits:
         train_ds = train_ds.map(_one_target_per_head)
@@ -923,7 +1009,7 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
     test_result = None
     if test:
         test_result = _test_once(model, optimizer, datasets, arch, epoch=len(run.rows))
-    doc = _history_doc(cfg, run.rows, "completed", test_result, hardware)
+    doc = _history_doc(cfg, run.rows, "completed", test_result, hardware, prec)
     _write_history(out, doc)
     if verbose and test_result is not None:
         t = test_result["model"]
@@ -942,7 +1028,7 @@ def warnings_filtered() -> Iterator[None]:
         yield
 
 
-def _test_once(model: keras.Model, optimizer: TorchSGD, datasets: Mapping[str, Any], arch: Mapping[str, Any],
+def _test_once(model: keras.Model, optimizer: Any, datasets: Mapping[str, Any], arch: Mapping[str, Any],
                epoch: int) -> dict[str, Any]:
     """The final weights (and the EMA) on the test split, once, after all model selection."""
     from inception_lib import evaluate as E

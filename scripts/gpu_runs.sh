@@ -28,7 +28,7 @@ SEEDS=${SEEDS:-0 1 2}
 # known to stall or diverge from scratch at high rates (NVIDIA/DIGITS#82). Untested on a GPU so far.
 declare -A LR=([bn]=0.1 [paper]=0.04)
 COMMON=(--dataset fashion_mnist --channels 1 --batch-size 256 --nesterov --weight-decay 5e-4
-        --schedule cosine --warmup-epochs 1 --augment flip --ema --ema-decay 0.999 --amp --channels-last
+        --schedule cosine --warmup-epochs 1 --augment flip --ema --ema-decay 0.999 --precision auto
         --gpu-data --epochs "$EPOCHS" --test --quiet)
 if [ "${SMOKE:-0}" = 1 ]; then
   COMMON+=(--device cpu --subset 512 --eval-subset 256 --max-steps 2 --threads 2 --epochs 1)

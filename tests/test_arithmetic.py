@@ -82,9 +82,16 @@ def test_aux_head_sizes():
     assert A.aux_params("paper", spec.AUX_HEADS[0], 512, 1000) == 3_188_840
     assert A.aux_params("paper", spec.AUX_HEADS[1], 528, 1000) == 3_190_888
     assert A.aux_map_size("paper", 224, spec.AUX_HEADS[0]) == (4, 4)
-    assert A.aux_map_size("paper", 96, spec.AUX_HEADS[0]) == (1, 1)
+    # Caffe's ceil rounding (BVLC loss1/ave_pool): 6x6 -> 2x2 at 96 (floor: 1x1), 15x15 -> 5x5 at 240 (floor: 4x4)
+    assert A.shapes("paper", 96)["inception_4a"][:2] == (6, 6)
+    assert A.aux_map_size("paper", 96, spec.AUX_HEADS[0]) == (2, 2)
+    assert A.shapes("paper", 240)["inception_4a"][:2] == (15, 15)
+    assert A.aux_map_size("paper", 240, spec.AUX_HEADS[0]) == (5, 5)
+    assert A.aux_params("paper", spec.AUX_HEADS[0], 512, 10, (5, 5)) == 512 * 128 + 128 + 3200 * 1024 + 1024 + 10250
+    assert A.aux_map_size("torchvision", 240, spec.AUX_HEADS[0]) == (4, 4)  # adaptive: always 4x4
+    assert A.aux_map_size("paper", 47, spec.AUX_HEADS[0]) == (1, 1)  # a 3x3 map: one partial window
     with pytest.raises(ValueError, match="aux_pool='adaptive4x4'"):
-        A.aux_map_size("paper", 64, spec.AUX_HEADS[0])
+        A.aux_map_size("paper", 46, spec.AUX_HEADS[0])
 
 
 def test_pool_output_size_matches_caffe_ceil_mode():
@@ -96,7 +103,7 @@ def test_pool_output_size_matches_caffe_ceil_mode():
 def test_min_input_sizes():
     assert A.min_input_size("torchvision") == 15  # torchvision's meta min_size
     assert A.min_input_size("paper") == 31
-    assert A.min_input_size("paper", aux_logits=True) == 79
+    assert A.min_input_size("paper", aux_logits=True) == 47  # 4a's map 3x3: the smallest a 5x5/3 ceil pool accepts
     with pytest.raises(ValueError, match="too small"):
         A.trace("paper", 30)
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from helpers import assert_close
 from torch import nn
 
 from inception_lib import bench
@@ -54,7 +55,7 @@ def test_json_has_both_throughputs_the_ratios_hardware_and_versions(tmp_path, ca
     (["--variants", "inception_v3"], "unknown variant"),
     (["--dtype", "fp16"], "invalid choice"),
     (["--peak-tflops", "-1"], "must be a positive number"),
-    (["--resolution", "32", "--variants", "paper"], "too small for the 'paper' variant with its aux heads (minimum 79)"),
+    (["--resolution", "32", "--variants", "paper"], "too small for the 'paper' variant with its aux heads (minimum 47)"),
     (["--resolution", "8", "--variants", "torchvision"], "too small"),
     (["--device", "tpu"], "unknown device"),
     (["--json", "/no/such/folder/out.json"], "does not exist"),
@@ -123,6 +124,8 @@ def test_fast_lrn_is_exact():
         y = m(xx)
         y.backward(g)
         outs.append((y, xx.grad))
-    assert torch.equal(outs[0][0], outs[1][0])
-    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-7)
+    assert torch.equal(outs[0][0], outs[1][0])  # the forward sums in avg_pool3d's order: exact by construction
+    # The gradients come from two different autograd graphs (slice adds vs avg_pool3d's backward): relative to the
+    # gradients' scale (~4), not elementwise with atol 1e-7 (below float32 resolution at that scale). 0 observed.
+    assert_close(outs[0][1], outs[1][1], 1e-5, "LRN input gradient")
     assert repr(fast) == repr(ref)

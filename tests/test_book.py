@@ -130,9 +130,9 @@ def test_first_code_cell_installs_from_the_configured_repository(entry):
         "so a local run prints nothing and installs nothing"
     )
     extras = re.findall(r"inception_lib\[([^\]]*)\]", src)
-    assert all(set(e.replace(" ", "").split(",")) <= {"book"} for e in extras), (
-        f"{entry}: do not install the pinned torch/keras extras on Colab (found extras {extras}); "
-        "Colab's own torch and TensorFlow must stay"
+    assert extras == ["colab"], (
+        f"{entry}: install the slim `colab` extra only (found extras {extras}): not the pinned torch/keras extras "
+        "(Colab's own torch and TensorFlow must stay), not `book` (jupyter-book is not needed to run a chapter)"
     )
     assert not first.outputs, f"{entry}: the install cell must store no output (it prints nothing locally)"
 

@@ -3,7 +3,6 @@ every subcommand, Table 1 with its errata, and the refusals (in-process, where a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,13 +13,11 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import needs_fmnist
 
 from inception_lib.__main__ import main
-from inception_lib.data import FASHION_MNIST_FILES, SYSTEM_DIRS
 
 ROOT = Path(__file__).resolve().parents[1]
-HAVE_FMNIST = all((SYSTEM_DIRS["fashion_mnist"] / s.filename).is_file() for p in FASHION_MNIST_FILES.values() for s in p)
-needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="apt-get install dataset-fashion-mnist")
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -92,8 +89,6 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no checkpoint at" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
-    if importlib.util.find_spec("inception_lib.bench") is None:
-        assert main(["bench"]) == 2 and "not available" in capsys.readouterr().err
 
 
 def test_keras_framework_dispatches_to_train_keras(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

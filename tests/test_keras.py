@@ -7,7 +7,7 @@ from paper_values import TABLE1_OUTPUT
 
 from inception_lib import arithmetic as A
 from inception_lib import spec
-from inception_lib.keras import CeilMaxPool2D, GoogLeNet, LocalResponseNorm, inference_model
+from inception_lib.keras import CeilAvgPool2D, CeilMaxPool2D, GoogLeNet, LocalResponseNorm, inference_model
 from inception_lib.pytorch import GoogLeNet as TorchGoogLeNet
 
 
@@ -78,7 +78,7 @@ def test_outputs_and_inference_model():
         (dict(input_shape=(3, 224, 224)), "channels-first"),
         (dict(input_shape=(None, None, 3)), "fixed height and width"),
         (dict(input_shape=(224, 224)), r"\(height, width, channels\)"),
-        (dict(input_shape=(64, 64, 3), aux_logits=True), "aux_pool='adaptive4x4'"),
+        (dict(input_shape=(46, 46, 3), aux_logits=True), "aux_pool='adaptive4x4'"),
         (dict(input_shape=(224, 224, 1), variant="torchvision", transform_input=True), "3 input channels"),
     ],
 )
@@ -97,6 +97,12 @@ def test_custom_layers_match_pytorch():
     ref = torch.nn.MaxPool2d(3, 2, ceil_mode=True)(xt - 0.5).permute(0, 2, 3, 1).numpy()
     assert pool.shape == ref.shape == (2, 4, 4, 12)
     np.testing.assert_array_equal(pool, ref)
+    for size, out in ((9, 3), (6, 2), (15, 5), (14, 4)):  # the aux heads' 5x5/3 average pool, Caffe's ceil rounding
+        xs = np.random.default_rng(size).random((2, size, size, 3), dtype=np.float32)
+        avg = CeilAvgPool2D(5, 3)(xs).numpy()
+        ref = torch.nn.AvgPool2d(5, 3, ceil_mode=True)(torch.from_numpy(xs).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+        assert avg.shape == ref.shape == (2, out, out, 3)
+        np.testing.assert_allclose(avg, ref, rtol=1e-5)  # values in [0, 1): relative to their scale
 
 
 def test_keras_model_saves_and_loads(tmp_path):

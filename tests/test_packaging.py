@@ -1,34 +1,131 @@
-"""The front door: pyproject.toml and environment.yml pin the same versions; the README's commands exist."""
+"""The front door: pyproject.toml and environment.yml pin the same versions; the README's commands exist;
+the Colab extra is slim and covers what the chapters import."""
 
+import ast
+import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# What Colab has preinstalled that the chapters rely on (never installed or pinned by the `colab` extra).
+COLAB_OWN = {"torch", "torchvision", "tensorflow", "keras", "numpy", "matplotlib", "IPython", "ipykernel"}
+# Import name -> distribution of the `colab` extra.
+COLAB_PROVIDES = {"myst_nb": "myst-nb", "tqdm": "tqdm", "PIL": "pillow"}
+# Imported inside a try with a fallback (bench.py's memory probe); ipykernel brings it anyway.
+OPTIONAL = {"psutil"}
+
 
 def _name(req: str) -> str:
-    return re.split(r"[<>=!~\[ ]", req, maxsplit=1)[0].lower()
+    return re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower()
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def test_environment_yml_mirrors_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = _project()
     reqs = list(project["dependencies"])
     for extra in project["optional-dependencies"].values():
         reqs += extra
+    by_name: dict[str, set[str]] = {}
+    for r in reqs:
+        by_name.setdefault(_name(r), set()).add(r)
+    assert all(len(v) == 1 for v in by_name.values()), f"extras disagree on a requirement: {by_name}"
     pip_lines = [line.strip()[2:].strip() for line in (ROOT / "environment.yml").read_text().splitlines()
                  if line.strip().startswith("- ") and line.startswith("      ")]
     pip_lines = [p for p in pip_lines if p != "-e ."]
-    assert sorted(reqs) == sorted(pip_lines), "environment.yml and pyproject.toml disagree"
+    assert len(pip_lines) == len(set(pip_lines)), "environment.yml lists a requirement twice"
+    assert set(reqs) == set(pip_lines), "environment.yml and pyproject.toml disagree"
     pinned = {_name(r) for r in reqs if "==" in r}
     assert {"torch", "torchvision", "tensorflow-cpu", "keras", "jupyter-book", "nbval"} <= pinned
+
+
+def _code_imports(src: str) -> set[str]:
+    """Top-level modules imported by a notebook cell or a module (IPython magics and shell lines blanked)."""
+    lines = [re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in src.splitlines()]
+    out = set()
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_colab_extra_is_slim_and_covers_the_chapters_imports():
+    colab = _project()["optional-dependencies"]["colab"]
+    names = {_name(r) for r in colab}
+    own = {"torch", "torchvision", "tensorflow", "tensorflow-cpu", "keras", "numpy", "matplotlib", "ipykernel",
+           "ipython", "jupyter-book"}
+    assert not names & own, f"the colab extra must leave Colab's own packages alone, found {names & own}"
+    assert names == set(COLAB_PROVIDES.values()), f"colab extra {sorted(names)} vs {sorted(COLAB_PROVIDES.values())}"
+    imports: dict[str, set[str]] = {}
+    sources = [(p.name, "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]
+                                  if c["cell_type"] == "code")) for p in sorted((ROOT / "book").glob("*.ipynb"))]
+    sources += [(p.name, p.read_text()) for p in sorted((ROOT / "inception_lib").glob("*.py"))]
+    assert any(name.endswith(".ipynb") for name, _ in sources)
+    for name, src in sources:
+        for module in _code_imports(src):
+            imports.setdefault(module, set()).add(name)
+    allowed = set(sys.stdlib_module_names) | COLAB_OWN | set(COLAB_PROVIDES) | OPTIONAL | {"inception_lib"}
+    missing = {m: sorted(f) for m, f in imports.items() if m not in allowed}
+    assert not missing, f"imported by the chapters or the library but neither Colab's nor in the colab extra: {missing}"
+
+
+def _prerequisites(makefile: str, target: str) -> list[str]:
+    match = re.search(rf"^{re.escape(target)}:(.*)$", makefile, re.M)
+    assert match, f"the Makefile has no `{target}` target"
+    return match.group(1).split()
+
+
+def _runs(ci: str, target: str) -> bool:
+    """.ci/run runs `make <target>`, directly or through its step helper (`step <target>`)."""
+    return re.search(rf"^\s*(make|step)\s+{re.escape(target)}\b", ci, re.M) is not None
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: setup", makefile, re.M) and "pytest --nbval book/" in makefile.replace("-m pytest", "pytest")
+    assert "pytest --nbval book/" in makefile.replace("-m pytest", "pytest")
+    parts = _prerequisites(makefile, "test")
+    steps = [p for p in parts if p != "setup"]
+    for step in steps:  # make test = its steps, each of which sets everything up first
+        assert "setup" in _prerequisites(makefile, step), f"`{step}` must depend on setup"
+    assert steps or "setup" in parts
+    assert _runs(ci, "test") or (steps and all(_runs(ci, s) for s in steps)), "CI must run make test (or all its steps)"
+
+
+def test_ci_runs_the_colab_rehearsal():
+    ci = (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    rehearsal = ROOT / ".ci" / "colab_rehearsal.sh"
+    assert rehearsal.is_file() and (ROOT / ".ci" / "colab_rehearsal.py").is_file()
+    assert "bash .ci/colab_rehearsal.sh" in ci or (
+        _runs(ci, "colab-rehearsal") and ".ci/colab_rehearsal.sh" in makefile), "CI must run .ci/colab_rehearsal.sh"
+    assert ".venv-colab/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_colab_rehearsal_can_point_every_chapter_at_this_checkout(tmp_path):
+    """What .ci/colab_rehearsal.py does to each notebook before running it (cheap: nothing is executed)."""
+    pytest.importorskip("nbclient", reason="nbclient comes with jupyter-book: pip install -e '.[book]'")
+    spec = importlib.util.spec_from_file_location("colab_rehearsal", ROOT / ".ci" / "colab_rehearsal.py")
+    rehearsal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rehearsal)
+    url = "git+file:///checkout@0123abcd"
+    chapters = sorted((ROOT / "book").glob("*.ipynb"))
+    assert chapters
+    for src in chapters:
+        nb, index = rehearsal.prepare(src, tmp_path / src.stem, url)
+        install = nb.cells[index].source
+        assert f'"inception_lib[colab] @ {url}"' in install, f"{src.name}: install cell after the rewrite:\n{install}"
+        assert "git+https://" not in install
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")

@@ -135,7 +135,7 @@ def test_dropout_and_variant_overrides():
         (dict(num_classes=0), "num_classes must be a positive integer"),
         (dict(in_channels=0), "in_channels must be a positive integer"),
         (dict(in_channels=1, transform_input=True), "transform_input .* in_channels=3"),
-        (dict(aux_logits=True, image_size=64), "aux_pool='adaptive4x4'"),
+        (dict(aux_logits=True, image_size=46), "aux_pool='adaptive4x4'"),
     ],
 )
 def test_constructor_errors(kwargs, match):
@@ -167,6 +167,10 @@ def test_init_per_variant():
     w = paper.conv1.conv.weight
     assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
     assert torch.all(paper.conv1.conv.bias == 0.2)
+    paper_aux = GoogLeNet(10, True, "paper", image_size=96)
+    for head in (paper_aux.aux1, paper_aux.aux2):  # BVLC's loss1/fc, loss2/fc: bias 0.2; the classifiers 0
+        assert torch.all(head.fc1.bias == 0.2) and torch.all(head.fc2.bias == 0)
+    assert torch.all(paper_aux.fc.bias == 0)
     tv = GoogLeNet(1000, False, "torchvision")
     assert abs(tv.fc.weight.std().item() - 0.01) < 0.001
     bn = GoogLeNet(1000, False, "bn")
