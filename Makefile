@@ -38,7 +38,7 @@ book: setup
 test: test-lib test-book test-book-other-cpu
 
 test-lib: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
 
 test-book: setup
 	$(BIN)/python -m pytest --nbval book/

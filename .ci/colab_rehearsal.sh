@@ -4,7 +4,9 @@
 # matplotlib, ipykernel; no inception_lib, no jupyter-book), so each notebook's own install cell has to install
 # the library; the Debian dataset folder is hidden, and Fashion-MNIST comes through torchvision's real download
 # path from a mirror on 127.0.0.1 (INCEPTION_LIB_FASHION_MNIST_MIRROR) into an empty cache. Before each chapter
-# the venv is reset to its base packages (a fresh Colab runtime per notebook).
+# the venv is reset to its base packages (a fresh Colab runtime per notebook). The rehearsal also plays another
+# machine: CPU kernels restricted to AVX2 (ATen, oneDNN, MKL), TensorFlow's oneDNN off, one thread; and every
+# output is compared with the stored one as strict nbval compares it (--no-compare: only run the chapters).
 #
 # Usage: .ci/colab_rehearsal.sh [--notebooks DIR] [--install-from URL] [--reuse-venv] [--keep DIR] [CHAPTER ...]
 #   --notebooks DIR     the notebooks to run (default: book/); they are copied, never changed in place
@@ -12,6 +14,7 @@
 #                       (default: git+file://<this checkout>@<git rev-parse HEAD>: the committed code)
 #   --reuse-venv        keep an existing .venv-colab (reset to its base packages) instead of recreating it
 #   --keep DIR          write the executed notebooks into DIR (to look at their outputs)
+#   --no-compare        run the chapters without comparing their outputs with the stored ones
 #   CHAPTER             run only the notebooks whose file name starts with it (e.g. 03 05_gpu)
 # Environment: PY (python for the venv, default python3), MAIN_PY (the python with nbclient, default .venv's),
 #              COLAB_VENV (default .venv-colab), CELL_TIMEOUT (seconds per cell, default 900).
@@ -27,14 +30,16 @@ NOTEBOOKS=$ROOT/book
 INSTALL_FROM=""
 REUSE=0
 KEEP=()
+COMPARE=(--compare "$ROOT/book/nbval_sanitize.cfg")
 CHAPTERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --notebooks) NOTEBOOKS=$(cd "$2" && pwd); shift 2 ;;
     --install-from) INSTALL_FROM=$2; shift 2 ;;
     --reuse-venv) REUSE=1; shift ;;
+    --no-compare) COMPARE=(); shift ;;
     --keep) mkdir -p "$2"; KEEP=(--keep "$(cd "$2" && pwd)"); shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) CHAPTERS+=("$1"); shift ;;
   esac
@@ -95,8 +100,10 @@ EOF
 unset PYTHONPATH INCEPTION_LIB_DATA VIRTUAL_ENV
 export JUPYTER_PATH="$TMP/jupyter" IPYTHONDIR="$TMP/ipython" MPLCONFIGDIR="$TMP/mpl" \
   INCEPTION_LIB_SYSTEM_DATA="" INCEPTION_LIB_CACHE="$TMP/cache" INCEPTION_LIB_FASHION_MNIST_MIRROR="$MIRROR" \
-  INCEPTION_LIB_PROGRESS=0 PIP_DISABLE_PIP_VERSION_CHECK=1
+  INCEPTION_LIB_PROGRESS=0 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 TF_ENABLE_ONEDNN_OPTS=0 \
+  OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 echo "colab rehearsal: install from $INSTALL_FROM; Fashion-MNIST from $MIRROR (each chapter: an empty cache)"
 
 "$MAIN_PY" "$ROOT/.ci/colab_rehearsal.py" --notebooks "$NOTEBOOKS" --work "$TMP/work" --venv "$VENV" \
-  --install-from "$INSTALL_FROM" --kernel colab-rehearsal --timeout "${CELL_TIMEOUT:-900}" ${KEEP[@]+"${KEEP[@]}"} ${CHAPTERS[@]+"${CHAPTERS[@]}"}
+  --install-from "$INSTALL_FROM" --kernel colab-rehearsal --timeout "${CELL_TIMEOUT:-900}" ${COMPARE[@]+"${COMPARE[@]}"} ${KEEP[@]+"${KEEP[@]}"} ${CHAPTERS[@]+"${CHAPTERS[@]}"}

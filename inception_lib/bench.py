@@ -291,12 +291,7 @@ def _keras_candidates(cfg: argparse.Namespace, x: Any, y: Any) -> list[Candidate
 
 
 def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return str(repro.hardware().get("processor") or "cpu")
+    return str(repro.cpu_info().get("cpu_model") or repro.hardware().get("processor") or "cpu")
 
 
 def _torch_threads() -> int:
@@ -625,7 +620,7 @@ def run(cfg: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str
         "peak_tflops_source": peak_src,
         "load_average": load0,
         "load_average_after": load1,
-        "hardware": {**repro.hardware(), "cpu_model": _cpu_name(), "torch_threads": cfg.threads},
+        "hardware": {**repro.hardware(), "cpu_model": _cpu_name()},
         "versions": repro.versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": time.time() - started,

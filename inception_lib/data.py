@@ -50,9 +50,11 @@ functions and tensorflow inside :func:`tf_datasets`. In a process that uses both
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
+import io
 import math
 import os
 import pickle
@@ -367,9 +369,18 @@ def find_dataset(
 
 
 def _download(name: str) -> Path:
-    """Download with torchvision into the cache folder (needs internet); returns the folder."""
+    """Download with torchvision into the cache folder (needs internet); returns the folder.
+
+    torchvision's "Downloading ..." / "Extracting ..." lines and progress bars are kept out of the caller's output
+    (a notebook's outputs stay the same whether the data was on the machine or not); errors still surface.
+    """
     target = cache_dir()
     target.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return _download_quietly(name, target)
+
+
+def _download_quietly(name: str, target: Path) -> Path:
     import torchvision
 
     if name == "fashion_mnist":

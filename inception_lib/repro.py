@@ -61,13 +61,39 @@ def versions() -> dict[str, str]:
     return out
 
 
+# CPU features that change speed or float results (the vector width and the bf16 / AMX units).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu_info() -> dict[str, object]:
+    """The CPU's model name and the ISA flags of :data:`CPU_FLAGS` it has (Linux ``/proc/cpuinfo``; else ``{}``)."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model is None:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        return {}
+    out: dict[str, object] = {"cpu_model": model} if model else {}
+    out["cpu_flags"] = [f for f in CPU_FLAGS if f in flags]
+    return out
+
+
 def hardware() -> dict[str, object]:
-    """CPU / GPU description for result files."""
+    """CPU / GPU description for result files: CPU model and ISA flags, cores, threads in use, GPU and driver."""
     import platform
 
     info: dict[str, object] = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                               "cpu_count": os.cpu_count()}
+                               "cpu_count": os.cpu_count(), **cpu_info()}
     torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the kernels ATen dispatches to
     if torch is not None and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()

@@ -1,6 +1,7 @@
 """Recorded-run files must carry their evidence; summaries are computed, not typed."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,18 @@ def test_epoch_rows_need_the_schema(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps(data))
     with pytest.raises(RunFileError, match="wall_time_s"):
         load_runs(tmp_path)
+
+
+def test_hardware_record_names_the_cpu_its_isa_and_threads():
+    import torch
+
+    from inception_lib import repro
+
+    hw = repro.hardware()
+    assert hw["torch_threads"] == torch.get_num_threads()
+    assert hw["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    if Path("/proc/cpuinfo").is_file():  # Linux: the model name and the ISA flags that change speed or results
+        assert isinstance(hw["cpu_model"], str) and hw["cpu_model"]
+        assert set(hw["cpu_flags"]) <= set(repro.CPU_FLAGS)
+        if hw["machine"] == "x86_64":
+            assert "avx2" in hw["cpu_flags"] or hw["torch_cpu_capability"] == "DEFAULT"
