@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch  # noqa: F401  (torch before tensorflow)
+from helpers import assert_close
 from paper_values import TABLE1_OUTPUT
 
 from inception_lib import arithmetic as A
@@ -58,6 +59,9 @@ def test_shapes_at_small_sizes(variant, size):
 
 
 def test_outputs_and_inference_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
     k = GoogLeNet(10, True, "paper", input_shape=(96, 96, 1))
     assert k.output_names == ["fc", "aux1_fc2", "aux2_fc2"]
     x = np.random.default_rng(0).random((2, 96, 96, 1), dtype=np.float32)
@@ -65,7 +69,7 @@ def test_outputs_and_inference_model():
     assert logits.shape == aux1.shape == aux2.shape == (2, 10)
     infer = inference_model(k)
     assert len(infer.outputs) == 1
-    np.testing.assert_allclose(infer(x, training=False).numpy(), k(x, training=False)[0].numpy(), atol=1e-6)
+    assert_close(infer(x, training=False).numpy(), k(x, training=False)[0].numpy(), rtol=1e-6, what="inference model")
     assert "aux1_fc1" not in [layer.name for layer in infer.layers]
 
 
@@ -108,9 +112,10 @@ def test_custom_layers_match_pytorch():
 def test_keras_model_saves_and_loads(tmp_path):
     import keras
 
+    keras.utils.set_random_seed(0)
     k = GoogLeNet(10, True, "torchvision", input_shape=(32, 32, 1))
     path = tmp_path / "m.keras"
     k.save(path)
     k2 = keras.models.load_model(path)
     x = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
-    np.testing.assert_allclose(k(x, training=False)[0].numpy(), k2(x, training=False)[0].numpy(), atol=1e-6)
+    assert_close(k2(x, training=False)[0].numpy(), k(x, training=False)[0].numpy(), rtol=1e-6, what="reloaded model")

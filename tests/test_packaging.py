@@ -139,3 +139,33 @@ def test_colab_rehearsal_can_point_every_chapter_at_this_checkout(tmp_path):
         assert f'"inception_lib[colab] @ {url}"' in install, f"{src.name}: install cell after the rewrite:\n{install}"
         assert "git+https://" not in install
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_colab_rehearsal_compares_outputs_as_nbval(tmp_path):
+    """The rehearsal's comparison finds a changed digit, ignores images and tagged cells (cheap: nothing runs)."""
+    pytest.importorskip("nbclient", reason="nbclient comes with jupyter-book: pip install -e '.[book]'")
+    import copy
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("colab_rehearsal", ROOT / ".ci" / "colab_rehearsal.py")
+    rehearsal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rehearsal)
+    sanitize = rehearsal.read_sanitizer(ROOT / "book" / "nbval_sanitize.cfg")
+    assert sanitize("<object at 0x7f00deadbeef>") == "<object at 0xADDRESS>"
+    stored = nbformat.read(ROOT / "book" / "04_gap_and_aux.ipynb", as_version=4)
+    assert rehearsal.compare(stored, copy.deepcopy(stored), set(), sanitize) == []
+    ran = copy.deepcopy(stored)
+    index = next(i for i, c in enumerate(ran.cells) if c.cell_type == "code" and any(
+        o.output_type == "stream" and any(ch.isdigit() for ch in o.text) for o in c.outputs))
+    stream = next(o for o in ran.cells[index].outputs if o.output_type == "stream")
+    stream.text = stream.text.replace(next(ch for ch in stream.text if ch.isdigit()), "X", 1)
+    problems = rehearsal.compare(stored, ran, set(), sanitize)
+    assert len(problems) == 1 and problems[0].startswith(f"cell {index} (stdout)")
+    assert rehearsal.compare(stored, ran, {index}, sanitize) == []  # the install cell's index is left out like this
+    ran.cells[index].metadata["tags"] = []
+    stored.cells[index].metadata.setdefault("tags", []).append("nbval-ignore-output")
+    assert rehearsal.compare(stored, ran, set(), sanitize) == []
+    for out in (o for c in ran.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})):
+        out.data["image/png"] = "AAAA"  # images are not compared (as nbval without --nbdime)
+    assert rehearsal.compare(stored, copy.deepcopy(ran), {index}, sanitize) == []

@@ -380,7 +380,7 @@ def test_keras_custom_layers_in_every_dtype_and_under_xla() -> None:
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((2, 9, 9, 3)) * 300).astype(np.float32)  # > 256: a float16 square overflows
-    for make in (lambda: K.LocalResponseNorm(5, 1e-4, 0.75, 1.0), lambda: K.CeilMaxPool2D(3, 2),
+    for make in (lambda: K.LocalResponseNorm(5, 1e-4, 0.75, 1.0), lambda: K.CeilMaxPool2D(3, 2), lambda: K.CeilAvgPool2D(5, 3),
                  lambda: K.AdaptiveAvgPool2D(4), lambda: K.TransformInput()):
         with _dtype_policy("float64"):
             layer = make()
