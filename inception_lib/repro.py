@@ -50,7 +50,11 @@ def seed_everything(seed: int = 0, threads: int | None = 2, *, tensorflow: bool 
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on (those importable without side effects)."""
+    """Versions of the packages a result depends on (those importable without side effects), and the code's commit.
+
+    ``git_commit`` is the commit of the checkout inception_lib is imported from, with ``+dirty`` when its tracked
+    files differ from that commit (a result from uncommitted code); absent when the library is not a git checkout.
+    """
     import platform
 
     out = {"python": platform.python_version(), "numpy": np.__version__}
@@ -58,7 +62,28 @@ def versions() -> dict[str, str]:
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = str(getattr(mod, "__version__", "?"))
+    commit = git_commit()
+    if commit:
+        out["git_commit"] = commit
     return out
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD`` of the checkout this package lives in (+``dirty`` if changed), or None."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 # CPU features that change speed or float results (the vector width and the bf16 / AMX units).

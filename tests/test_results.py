@@ -64,3 +64,17 @@ def test_hardware_record_names_the_cpu_its_isa_and_threads():
         assert set(hw["cpu_flags"]) <= set(repro.CPU_FLAGS)
         if hw["machine"] == "x86_64":
             assert "avx2" in hw["cpu_flags"] or hw["torch_cpu_capability"] == "DEFAULT"
+
+
+def test_versions_record_the_code_commit():
+    import subprocess
+
+    from inception_lib import repro
+
+    root = Path(repro.__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed copy, not a checkout: nothing to record
+        assert repro.git_commit() is None
+        return
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = repro.versions()["git_commit"]
+    assert commit.split("+")[0] == head and commit in (head, head + "+dirty")
