@@ -7,6 +7,7 @@ for, so this never imports tensorflow before torch.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sys
@@ -68,6 +69,7 @@ def versions() -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)  # once per process: the code a process runs is the code it imported
 def git_commit() -> str | None:
     """``git rev-parse HEAD`` of the checkout this package lives in (+``dirty`` if changed), or None."""
     import subprocess
