@@ -58,6 +58,8 @@ def _add_train(sub: Any) -> None:
     a("--framework", choices=("pytorch", "keras"), help="which trainer (default pytorch)")
     a("--variant", choices=sorted(spec.VARIANTS), help="network variant of the fidelity ledger (default bn)")
     a("--aux-weight", dest="aux_weight", type=float, help="weight of each aux head's loss (paper 0.3; 0 = no heads)")
+    a("--aux-heads", dest="aux_heads", action=argparse.BooleanOptionalAction,
+      help="build the aux heads even at --aux-weight 0 (untrained: the paired control of an aux ablation)")
     a("--dropout", type=float, help="main-head dropout (default: the variant's)")
     a("--dataset", choices=DATASETS, help="default fashion_mnist")
     a("--data-root", dest="data_root", help="folder holding the dataset (default: the usual places)")

@@ -48,7 +48,10 @@ class TrainConfig:
     framework: Literal["pytorch", "keras"] = "pytorch"
     # model
     variant: str = "bn"
-    aux_weight: float = 0.3  # 0 turns the aux heads off (not built)
+    aux_weight: float = 0.3  # each aux head's loss weight (the paper's 0.3)
+    # aux_heads: None = built iff aux_weight > 0. True with aux_weight=0: the heads are built (same initial weights
+    # and random stream as an aux_weight>0 run of the same seed) but never trained: a paired ablation's control arm.
+    aux_heads: Optional[bool] = None
     dropout: Optional[float] = None  # None: the variant's value
     # data
     dataset: str = "fashion_mnist"
@@ -100,12 +103,16 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be positive")
         if self.aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.aux_heads is False and self.aux_weight > 0:
+            raise ValueError(f"aux_heads=False but aux_weight={self.aux_weight}: a loss weight needs the heads; "
+                             "set aux_weight=0 to train without them")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {' | '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def aux_logits(self) -> bool:
-        return self.aux_weight > 0
+        """Whether the model has its aux heads (they are trained only when ``aux_weight > 0``)."""
+        return self.aux_weight > 0 if self.aux_heads is None else self.aux_heads
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,8 +3,8 @@
 What the paper says and what this does (Section 6 of Szegedy et al. 2014, plus stated choices):
 
 * **Loss**: softmax cross-entropy of the main head plus ``aux_weight`` (0.3) times each auxiliary head's,
-  ``main + aux_weight * (aux1 + aux2)``; ``aux_weight=0`` does not build the heads. Optional label smoothing
-  (not in the paper). The heads run only in training; validation uses the main head.
+  ``main + aux_weight * (aux1 + aux2)``; ``aux_weight=0`` does not build the heads (with ``aux_heads=True`` it
+  builds them untrained: a paired ablation's control). Optional label smoothing (not in the paper). The heads run only in training; validation uses the main head.
 * **SGD with momentum 0.9**; the learning rate follows :func:`inception_lib.config.lr_at` at every step (the
   fractional epoch): ``"paper"`` = x0.96 every 8 epochs, or warmup + cosine. Weight decay applies to the
   weight matrices and kernels only, **not to biases or BatchNorm parameters** (as the BVLC Caffe GoogLeNet,
@@ -133,7 +133,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> GoogLeNet:
-    """The GoogLeNet the config describes (aux heads built only when ``aux_weight > 0``)."""
+    """The GoogLeNet the config describes (aux heads as ``cfg.aux_logits`` says)."""
     resolution = cfg.resolution if cfg.resolution is not None else _native_size(cfg.dataset)
     return GoogLeNet(num_classes=num_classes, aux_logits=cfg.aux_logits, variant=cfg.variant,
                      in_channels=in_channels, image_size=resolution, dropout=cfg.dropout)
@@ -197,13 +197,18 @@ def _wide(logits: torch.Tensor) -> torch.Tensor:
 
 def compute_loss(outputs: Any, targets: torch.Tensor, criterion: Callable[..., torch.Tensor],
                  aux_weight: float) -> LossParts:
-    """``main + aux_weight * (aux1 + aux2)`` (Section 5: "their loss is added to the total loss ... weighted by 0.3")."""
+    """``main + aux_weight * (aux1 + aux2)`` (Section 5: "their loss is added to the total loss ... weighted by 0.3").
+
+    Heads present at ``aux_weight=0`` (a paired ablation's control arm) have their losses reported, not trained.
+    """
     logits, a1, a2 = _split_outputs(outputs)
     main = criterion(_wide(logits), targets)
-    if aux_weight > 0 and a1 is not None and a2 is not None:
-        l1, l2 = criterion(_wide(a1), targets), criterion(_wide(a2), targets)
+    if a1 is None or a2 is None:
+        return LossParts(main, main, None, None)
+    l1, l2 = criterion(_wide(a1), targets), criterion(_wide(a2), targets)
+    if aux_weight > 0:
         return LossParts(main + aux_weight * (l1 + l2), main, l1, l2)
-    return LossParts(main, main, None, None)
+    return LossParts(main, main, l1.detach(), l2.detach())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -637,7 +642,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
         D.all_reduce_sum(stats, info)
         s = stats.tolist()
         train_time = time.perf_counter() - t0
-        aux_on = cfg.aux_weight > 0 and s[2] != 0.0
+        aux_on = s[2] != 0.0  # the heads exist (trained or not)
 
         val_loss, val_acc = _eval_loss_acc(model, val_loader, cfg, device, prec, info)
         val_acc_ema = None

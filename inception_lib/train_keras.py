@@ -5,8 +5,8 @@ Both trainers read one :class:`~inception_lib.config.TrainConfig` and write one 
 so a chapter can put a PyTorch run and a Keras run in one table. What is done, and why it is done this way:
 
 * **Loss**: sparse softmax cross-entropy on the logits of every head, ``loss_weights=[1, aux_weight,
-  aux_weight]`` (the paper's 0.3); ``aux_weight=0`` builds no aux heads. Label smoothing (not in the paper)
-  goes through one-hot targets (:class:`SparseCrossEntropy`), because Keras's sparse loss has no smoothing.
+  aux_weight]`` (the paper's 0.3); ``aux_weight=0`` builds no aux heads (``aux_heads=True``: built, untrained).
+  Label smoothing (not in the paper) goes through one-hot targets (:class:`SparseCrossEntropy`), because Keras's sparse loss has no smoothing.
   PyTorch's and Keras's smoothing are the same formula: ``(1 - eps) * onehot + eps / K``.
 * **SGD, exactly PyTorch's** (:class:`TorchSGD`): ``buf = momentum * buf + (g + wd * w)``, ``w -= lr * buf``
   (Nesterov: ``w -= lr * (g + wd * w + momentum * buf)``), with the L2 term on kernels / weight matrices only
@@ -378,7 +378,7 @@ def _dtype_policy(name: Optional[str]) -> Iterator[None]:
 
 def build_model(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int,
                 dtype_policy: Optional[str] = None) -> keras.Model:
-    """The Keras GoogLeNet the config describes (aux heads iff ``aux_weight > 0``), returning logits."""
+    """The Keras GoogLeNet the config describes (aux heads as ``cfg.aux_logits`` says), returning logits."""
     with _dtype_policy(dtype_policy):
         return GoogLeNet(num_classes=num_classes, aux_logits=cfg.aux_logits, variant=cfg.variant,
                          input_shape=(image_size, image_size, in_channels), dropout=cfg.dropout)

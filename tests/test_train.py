@@ -314,6 +314,31 @@ def test_loss_is_main_plus_weighted_aux() -> None:
     assert T.compute_loss(GoogLeNetOutputs(logits, None, None), y, ce, 0.3).aux1 is None
 
 
+def test_aux_ablation_control_arm_is_paired_with_the_aux_run(tmp_path: Path) -> None:
+    """aux_heads=True, aux_weight=0: the same initial weights and random stream as the aux-0.3 run of the seed,
+    the heads reported but untrained; the first step's main loss is the same in both arms, the trunks then part."""
+    require_fashion_mnist()
+    kw: dict[str, Any] = dict(resolution=48, subset=32, val_size=16, epochs=1, max_steps_per_epoch=2, ema=False,
+                              extra={"eval_subset": 16})
+    treated = T.train(tiny(tmp_path / "aux", aux_weight=0.3, **kw), verbose=False)
+    control = T.train(tiny(tmp_path / "ctl", aux_weight=0.0, aux_heads=True, **kw), verbose=False)
+    repro.seed_everything(0, 1)
+    init = T.build_model(tiny(tmp_path / "x", aux_weight=0.3, **kw), 10, 1).state_dict()
+    repro.seed_everything(0, 1)
+    assert all(torch.equal(v, init[k]) for k, v in
+               T.build_model(tiny(tmp_path / "x", aux_weight=0.0, aux_heads=True, **kw), 10, 1).state_dict().items())
+    a, c = treated["epochs"][0], control["epochs"][0]
+    assert c["train_loss"] == c["train_loss_main"] and c["train_loss_aux1"] is not None
+    assert a["train_loss"] > a["train_loss_main"]
+    states = {name: torch.load(tmp_path / name / T.LAST, weights_only=True)["model"] for name in ("aux", "ctl")}
+    heads = [k for k in init if k.startswith("aux") and "running" not in k and "batches" not in k]  # parameters
+    assert heads and all(torch.equal(states["ctl"][k], init[k]) for k in heads)
+    assert not all(torch.equal(states["aux"][k], init[k]) for k in heads)
+    assert not all(torch.equal(states["ctl"][k], states["aux"][k]) for k in init if k.startswith("conv1"))
+    with pytest.raises(ValueError, match="aux_heads=False"):
+        TrainConfig(aux_weight=0.3, aux_heads=False)
+
+
 def test_progress_and_device_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     one = D.DistInfo()
     monkeypatch.setenv(T.PROGRESS_ENV, "1")
