@@ -4,7 +4,8 @@ What the paper says and what this does (Section 6 of Szegedy et al. 2014, plus s
 
 * **Loss**: softmax cross-entropy of the main head plus ``aux_weight`` (0.3) times each auxiliary head's,
   ``main + aux_weight * (aux1 + aux2)``; ``aux_weight=0`` does not build the heads (with ``aux_heads=True`` it
-  builds them untrained: a paired ablation's control). Optional label smoothing (not in the paper). The heads run only in training; validation uses the main head.
+  builds them untrained: a paired ablation's control). Optional label smoothing (not in the paper). The heads
+  run only in training; validation uses the main head.
 * **SGD with momentum 0.9**; the learning rate follows :func:`inception_lib.config.lr_at` at every step (the
   fractional epoch): ``"paper"`` = x0.96 every 8 epochs, or warmup + cosine. Weight decay applies to the
   weight matrices and kernels only, **not to biases or BatchNorm parameters** (as the BVLC Caffe GoogLeNet,

@@ -6,7 +6,8 @@ so a chapter can put a PyTorch run and a Keras run in one table. What is done, a
 
 * **Loss**: sparse softmax cross-entropy on the logits of every head, ``loss_weights=[1, aux_weight,
   aux_weight]`` (the paper's 0.3); ``aux_weight=0`` builds no aux heads (``aux_heads=True``: built, untrained).
-  Label smoothing (not in the paper) goes through one-hot targets (:class:`SparseCrossEntropy`), because Keras's sparse loss has no smoothing.
+  Label smoothing (not in the paper) goes through one-hot targets (:class:`SparseCrossEntropy`), because Keras's
+  sparse loss has no smoothing.
   PyTorch's and Keras's smoothing are the same formula: ``(1 - eps) * onehot + eps / K``.
 * **SGD, exactly PyTorch's** (:class:`TorchSGD`): ``buf = momentum * buf + (g + wd * w)``, ``w -= lr * buf``
   (Nesterov: ``w -= lr * (g + wd * w + momentum * buf)``), with the L2 term on kernels / weight matrices only
