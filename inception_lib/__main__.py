@@ -1,4 +1,4 @@
-"""Command line: ``python -m inception_lib {train,evaluate,table1,bench} ...`` (``--help`` on each).
+"""Command line: ``python -m inception_lib {train,evaluate,table1,table3,export-weights,bench} ...``.
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
     python -m inception_lib train --out runs/bn96 --resume --epochs 20         # continue, same config
     python -m inception_lib evaluate runs/bn96/best.pt --split test --crops 10
     python -m inception_lib table1
+    python -m inception_lib table3 runs/s0/last.pt runs/s1/last.pt --n 500 --out table3.json
+    python -m inception_lib export-weights runs/bn96 --name fashion_mnist --record book/results/bn96.json
     torchrun --standalone --nproc_per_node 8 -m inception_lib train ...         # data-parallel
 
 Nothing heavy is imported until a command runs (``--help`` and ``table1`` import neither torch nor
@@ -227,6 +229,78 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_table3(sub: Any) -> None:
+    p = sub.add_parser("table3", help="the paper's Table 3 on trained runs: models x crops -> cost, error",
+                       description="Each checkpoint alone and their ensemble (averaged softmax), with 1, 10 and 144 "
+                                   "crops (the paper's geometry scaled to the training resolution), on the first N "
+                                   "images of a split; writes a JSON record with versions, hardware and wall times.")
+    a = p.add_argument
+    a("checkpoints", nargs="+", help="last.pt files of runs with the same dataset and resolution")
+    a("--names", help="comma-separated names of the checkpoints (default: their run folders)")
+    a("--crops", default="1,10,144", help="comma-separated schemes among 1, center, 10, 144 (default 1,10,144)")
+    a("--split", choices=("val", "test"), default="test")
+    a("--n", type=_positive_int, default=500, help="the first N images of the split (default 500)")
+    a("--weights", choices=("model", "ema"), default="model", help="the trained weights or their EMA")
+    a("--device", default="auto")
+    a("--threads", type=_positive_int, help="CPU threads")
+    a("--out", required=True, help="the JSON record to write")
+    p.set_defaults(func=_cmd_table3)
+
+
+def _cmd_table3(args: argparse.Namespace) -> int:
+    for c in args.checkpoints:
+        _check_checkpoint_file(Path(c), "pytorch")
+    runfiles.require_framework("pytorch", "table3")
+    import torch
+
+    from inception_lib import table3
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.names.split(",") if args.names else None
+
+    def show(row: dict[str, Any]) -> None:
+        print(f"{'+'.join(row['models'])}: {row['crops']} crop(s), cost {row['cost']}, top-1 error "
+              f"{row['top1_error']:.4f} on {row['n']} images", flush=True)
+
+    doc = table3.table3(args.checkpoints, crops=args.crops.split(","), split=args.split, n=args.n,
+                        weights=args.weights, device=args.device, names=names, on_row=show)
+    table3.write(doc, args.out)
+    return 0
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export-weights", help="ship a finished run's weights (float16 safetensors + entry)",
+                       description="Write RUN/last.pt's weights (the EMA when better on validation) as "
+                                   "OUT/NAME.safetensors with OUT/NAME.json: sha256, dataset, transforms, the "
+                                   "file's own test accuracy (whole test split), the run record.")
+    a = p.add_argument
+    a("run", help="a completed run folder")
+    a("--name", required=True, help="the weights' name (GoogLeNet.from_pretrained(NAME))")
+    a("--record", help="the run record in the repository, e.g. book/results/RUN.json")
+    a("--weights", choices=("auto", "model", "ema"), default="auto")
+    a("--out", default=None, help="folder (default: the package's weights/ folder)")
+    a("--threads", type=_positive_int, help="CPU threads")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    _check_checkpoint_file(Path(args.run) / "last.pt", "pytorch")
+    runfiles.require_framework("pytorch", "export-weights", modules=("torch", "safetensors"))
+    import torch
+
+    from inception_lib import pretrained
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kw = {"out_dir": args.out} if args.out else {}
+    w = pretrained.export(args.run, args.name, record=args.record, weights=args.weights, **kw)
+    m = w.meta
+    print(f"{w.path}: {m['weights']} weights, {m['num_params']:,} parameters, test top-1 "
+          f"{m['metrics']['test_top1']:.4f} ({m['metrics']['test_n']} images), sha256 {w.sha256}")
+    return 0
+
+
 def _add_table1(sub: Any) -> None:
     p = sub.add_parser("table1", help="print Table 1 recomputed, the paper's printed params/ops beside it",
                        description="Table 1 of the paper recomputed from inception_lib.spec (paper variant): exact "
@@ -322,10 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="GoogLeNet / Inception v1 (Going Deeper with Convolutions): train, "
                                                  "evaluate, Table 1, benchmarks.")
     parser.add_argument("--version", action="version", version=f"inception_lib {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,table1,bench}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,table1,table3,export-weights,bench}",
+                                required=True)
     _add_train(sub)
     _add_evaluate(sub)
     _add_table1(sub)
+    _add_table3(sub)
+    _add_export(sub)
     sub.add_parser("bench", help=_BENCH_HELP, add_help=False)
     return parser
 

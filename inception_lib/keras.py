@@ -24,7 +24,8 @@ from keras import layers, ops  # noqa: E402
 from inception_lib import arithmetic, spec  # noqa: E402
 from inception_lib.spec import LRN, Conv, Inception, MaxPool, Variant  # noqa: E402
 
-__all__ = ["GoogLeNet", "inference_model", "LocalResponseNorm", "CeilMaxPool2D", "AdaptiveAvgPool2D", "TransformInput"]
+__all__ = ["GoogLeNet", "inference_model", "from_pretrained", "LocalResponseNorm", "CeilMaxPool2D", "AdaptiveAvgPool2D",
+           "TransformInput"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +286,18 @@ def GoogLeNet(num_classes: int = 1000, aux_logits: bool = True, variant: Union[s
     model.inception_config = {"variant": v, "num_classes": num_classes, "aux_logits": aux_logits,
                               "in_channels": c, "image_size": (h, w)}
     return model
+
+
+def from_pretrained(name: str) -> keras.Model:
+    """The Keras GoogLeNet with shipped weights (``inception_lib.pretrained.available()``).
+
+    The weights go through the PyTorch model and :func:`inception_lib.convert.torch_to_keras` (so PyTorch must be
+    installed, and imported before TensorFlow: ``import torch`` first in a fresh process). Keras computes the aux
+    heads in every call; :func:`inference_model` keeps the main head only.
+    """
+    from inception_lib import convert, pretrained
+
+    return convert.torch_to_keras(pretrained.build_torch(name))
 
 
 def inference_model(model: keras.Model) -> keras.Model:

@@ -355,5 +355,16 @@ class GoogLeNet(nn.Module):
             return GoogLeNetOutputs(logits, aux.get("aux1"), aux.get("aux2"))
         return logits
 
+    @classmethod
+    def from_pretrained(cls, name: str) -> GoogLeNet:
+        """A GoogLeNet with shipped weights (``inception_lib.pretrained.available()``), in eval mode.
+
+        The file's sha256 is checked first; ``inception_lib.pretrained.get(name).meta`` says what it is
+        (dataset, classes, input transform, test accuracy, the run it came from).
+        """
+        from inception_lib import pretrained
+
+        return pretrained.build_torch(name)
+
     def extra_repr(self) -> str:
         return f"variant={self.variant.name!r}, num_classes={self.num_classes}, aux_logits={self.aux_logits}"

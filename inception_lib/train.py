@@ -98,6 +98,8 @@ __all__ = [
     "compute_loss",
     "data_config",
     "evaluate_checkpoint",
+    "evaluate_model",
+    "eval_inputs",
     "load_checkpoint",
     "make_loaders",
     "make_optimizer",
@@ -786,12 +788,23 @@ def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Unio
                         eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> Any:
     """Top-1 / top-5 of a saved checkpoint on ``split`` with 1, 10 or 144 crops (Section 7 of the paper).
 
-    The data come from the checkpoint's own config (same dataset, resolution, normalization). ``crops="1"``
-    feeds the evaluation transform's images; ``"10"`` / ``"144"`` crop the stored-resolution images at the
-    training resolution, with the paper's 256 / 224 (and 256..352 / 224) ratios scaled to it. ``weights="ema"``
-    evaluates the Polyak-averaged weights. Returns an :class:`inception_lib.evaluate.EvalResult`.
+    The data come from the checkpoint's own config (same dataset, resolution, normalization); see
+    :func:`evaluate_model`. ``weights="ema"`` evaluates the Polyak-averaged weights. Returns an
+    :class:`inception_lib.evaluate.EvalResult`.
     """
-    from inception_lib import data
+    model, state = load_checkpoint(path, weights=weights)
+    return evaluate_model(model, TrainConfig.from_dict(state["config"]), split, crops, device=device,
+                          batch_size=batch_size, eval_subset=eval_subset, data_root=data_root)
+
+
+def evaluate_model(model: GoogLeNet, cfg: TrainConfig, split: str = "test", crops: Union[str, int] = "1", *,
+                   device: str = "auto", batch_size: Optional[int] = None, eval_subset: Optional[int] = None,
+                   data_root: Optional[str] = None) -> Any:
+    """Top-1 / top-5 of ``model`` on ``split`` of the data ``cfg`` describes, with 1, 10 or 144 crops.
+
+    ``crops="1"`` feeds the evaluation transform's images; ``"10"`` / ``"144"`` crop the stored-resolution
+    images at the training resolution, with the paper's 256 / 224 (and 256..352 / 224) ratios scaled to it.
+    """
     from inception_lib import evaluate as E
 
     if split not in ("val", "test"):
@@ -799,25 +812,33 @@ def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Unio
     crops = str(crops)
     if crops not in E.SCHEMES:
         raise ValueError(f"crops must be one of {E.SCHEMES}, got {crops!r}")
-    model, state = load_checkpoint(path, weights=weights)
-    cfg = TrainConfig.from_dict(state["config"])
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    loader, kw = eval_inputs(cfg, split, crops, dev, batch_size=batch_size, eval_subset=eval_subset,
+                             data_root=data_root)
+    return E.evaluate(model, loader, crops, _ks(int(model.num_classes)), device=dev, num_classes=model.num_classes,
+                      **kw)
+
+
+def eval_inputs(cfg: TrainConfig, split: str, crops: str, device: torch.device, *, batch_size: Optional[int] = None,
+                eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> tuple[Any, dict[str, Any]]:
+    """The batches of ``split`` for a crop scheme and the crop geometry for :mod:`inception_lib.evaluate`.
+
+    ``"1"``: the evaluation transform's images; otherwise the stored-resolution images (normalized) with the
+    paper's ratios (resize 256 / crop 224; scales 256..352) scaled to the training resolution.
+    """
+    from inception_lib import data
+    from inception_lib import evaluate as E
+
     extra = dict(cfg.extra)
     if eval_subset is not None:
         extra["eval_subset"] = eval_subset
     if batch_size is not None:
         extra["eval_batch_size"] = batch_size
     cfg = dataclasses.replace(cfg, extra=extra, data_root=data_root if data_root is not None else cfg.data_root)
-    dev = resolve_device(device)
-    model.to(dev).eval()
     dcfg = data_config(cfg)
-    ks = _ks(int(state["architecture"]["num_classes"]))
     if crops == "1":
-        loader = make_loaders(cfg, dev)[split]
-        return E.evaluate(model, loader, "1", ks, device=dev, num_classes=model.num_classes)
-    part = data.load_splits(dcfg)[split]
+        return make_loaders(cfg, device)[split], {}
     size = dcfg.image_size
-    resize = round(size * 256 / 224)
-    scales = tuple(round(s * size / 224) for s in E.PAPER_SCALES)
-    batches = _raw_eval_batches(part, dcfg, dcfg.eval_batch)
-    return E.evaluate(model, batches, crops, ks, device=dev, num_classes=model.num_classes, crop=size, resize=resize,
-                      scales=scales)
+    kw = {"crop": size, "resize": round(size * 256 / 224), "scales": tuple(round(s * size / 224) for s in E.PAPER_SCALES)}
+    return _raw_eval_batches(data.load_splits(dcfg)[split], dcfg, dcfg.eval_batch), kw
