@@ -101,6 +101,27 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'paper', 'cosine' or 'constant', got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
+        for name, ok, rule in (
+            ("lr", self.lr > 0, "> 0"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("lr_decay", 0 < self.lr_decay <= 1, "in (0, 1]"),
+            ("decay_every", self.decay_every >= 1, ">= 1"),
+            ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("ema_decay", 0 < self.ema_decay < 1, "in (0, 1)"),
+            ("dropout", self.dropout is None or 0 <= self.dropout < 1, "in [0, 1) or None"),
+            ("val_size", self.val_size >= 0, ">= 0"),
+            ("resolution", self.resolution is None or self.resolution >= 1, ">= 1 or None"),
+            ("subset", self.subset is None or self.subset >= 1, ">= 1 or None"),
+            ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
+            ("num_workers", self.num_workers >= 0, ">= 0"),
+            ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, ">= 1 or None"),
+        ):
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.augment not in ("none", "flip", "paper"):
+            raise ValueError(f"augment must be 'none', 'flip' or 'paper', got {self.augment!r}")
         if self.aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if self.aux_heads is False and self.aux_weight > 0:

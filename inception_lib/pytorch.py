@@ -5,7 +5,7 @@ Module names follow the paper (``conv1``, ``conv2_reduce``, ``conv2``, ``incepti
 converter is a name-for-name walk.
 
 >>> m = GoogLeNet(num_classes=10, in_channels=1, variant="bn")      # doctest: +SKIP
->>> m.train(); out = m(x)        # GoogLeNetOutputs(logits, aux1, aux2)
+>>> m.train(); out = m(x)        # GoogLeNetOutputs(logits, aux1, aux2); a plain tensor if aux_logits=False
 >>> m.eval();  logits = m(x)     # aux heads are not run at inference, as in the paper
 """
 
@@ -203,8 +203,8 @@ class GoogLeNet(nn.Module):
         dropout, aux_dropout, transform_input: override the variant's value.
         init_weights: initialise as the variant says (False leaves PyTorch's defaults).
 
-    In training mode ``forward`` returns :class:`GoogLeNetOutputs` (aux fields None when
-    ``aux_logits`` is False); in eval mode it returns the main logits only.
+    In training mode with ``aux_logits`` ``forward`` returns :class:`GoogLeNetOutputs` (logits, aux1, aux2);
+    otherwise (eval mode, or no aux heads) the main logits, as torchvision's GoogLeNet does.
     """
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = True, variant: Union[str, Variant] = "paper",
@@ -351,8 +351,8 @@ class GoogLeNet(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)  # N x 1024
         x = self.dropout(x)
         logits = self.fc(x)  # N x num_classes
-        if self.training:
-            return GoogLeNetOutputs(logits, aux.get("aux1"), aux.get("aux2"))
+        if run_aux:
+            return GoogLeNetOutputs(logits, aux["aux1"], aux["aux2"])
         return logits
 
     @classmethod

@@ -26,7 +26,8 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("sub", [[], ["train"], ["evaluate"], ["table1"], ["bench"]], ids=lambda s: s[0] if s else "top")
+@pytest.mark.parametrize("sub", [[], ["train"], ["evaluate"], ["table1"], ["table3"], ["export-weights"], ["bench"]],
+                         ids=lambda s: s[0] if s else "top")
 def test_help_for_every_subcommand_exits_0(sub: list[str]) -> None:
     proc = cli(*sub, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -89,6 +90,10 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no checkpoint at" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert main(["train", "--aux-weight", "0.3", "--no-aux-heads", "--out", str(tmp_path / "x")]) == 2
+    assert "aux_heads=False" in capsys.readouterr().err
+    assert main(["table3", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "t.json")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err and not (tmp_path / "t.json").exists()
 
 
 def test_keras_framework_dispatches_to_train_keras(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

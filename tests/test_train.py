@@ -61,7 +61,8 @@ def _sha(path: Path) -> str:
 def _loss_on(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     m = copy.deepcopy(model).train()  # batch statistics; the copy keeps the model's BN buffers untouched
     with torch.no_grad():
-        return torch.nn.functional.cross_entropy(m(x).logits, y).item()
+        out = m(x)
+        return torch.nn.functional.cross_entropy(out if isinstance(out, torch.Tensor) else out.logits, y).item()
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +338,14 @@ def test_aux_ablation_control_arm_is_paired_with_the_aux_run(tmp_path: Path) -> 
     assert not all(torch.equal(states["ctl"][k], states["aux"][k]) for k in init if k.startswith("conv1"))
     with pytest.raises(ValueError, match="aux_heads=False"):
         TrainConfig(aux_weight=0.3, aux_heads=False)
+
+
+@pytest.mark.parametrize("field, value", [("lr", -1.0), ("momentum", 3.0), ("ema_decay", 7.0), ("label_smoothing", 2.0),
+                                          ("weight_decay", -1e-4), ("warmup_epochs", 20.0), ("dropout", 1.0),
+                                          ("augment", "mixup"), ("threads", 0)])
+def test_config_values_are_validated(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
 
 
 def test_progress_and_device_switches(monkeypatch: pytest.MonkeyPatch) -> None:
