@@ -203,12 +203,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _check_checkpoint_file(Path(args.checkpoint), "keras" if keras_run else "pytorch")
     runfiles.require_framework("keras" if keras_run else "pytorch", f"evaluate {Path(args.checkpoint).name}")
     if keras_run:
-        train_keras = importlib.import_module("inception_lib.train_keras")
-        evaluate_checkpoint = getattr(train_keras, "evaluate_checkpoint", None)
-        if evaluate_checkpoint is None:
-            train_keras.read_checkpoint_meta(args.checkpoint)  # a file of another kind: say that first
-            return _fail("evaluate", RuntimeError("this version's Keras trainer has no evaluate_checkpoint; evaluate "
-                                                  "the .keras checkpoint from Python (inception_lib.train_keras)"))
+        evaluate_checkpoint = importlib.import_module("inception_lib.train_keras").evaluate_checkpoint
     else:
         import torch
 

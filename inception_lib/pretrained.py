@@ -178,10 +178,8 @@ def export(run_dir: Union[str, os.PathLike[str]], name: str, *, record: Optional
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     file = f"{name}.safetensors"
-    tmp = out / f".{file}.tmp"
-    save_file(half, str(tmp), metadata={"name": name, "meta": json.dumps(meta, sort_keys=True)})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / file)
+    runfiles.atomic_file(out / file, lambda tmp: save_file(half, str(tmp), metadata={
+        "name": name, "meta": json.dumps(meta, sort_keys=True)}))
     entry = {"schema": ENTRY_SCHEMA, "file": file, "sha256": sha256_file(out / file), "meta": meta}
     runfiles.atomic_text(out / f"{name}.json", json.dumps(entry, indent=2) + "\n")
     return get(name, out)

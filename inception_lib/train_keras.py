@@ -610,6 +610,40 @@ def _test_logits(model: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(logits), np.concatenate(labels)
 
 
+def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Union[str, int] = "1", *,
+                        weights: str = "model", device: str = "auto", batch_size: Optional[int] = None,
+                        eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> Any:
+    """Top-1 / top-5 of a ``.keras`` training checkpoint, as :func:`inception_lib.train.evaluate_checkpoint`.
+
+    One crop runs in Keras on the run's own ``tf.data`` pipeline; 10 and 144 crops convert the weights to the
+    PyTorch GoogLeNet (:func:`inception_lib.convert.keras_to_torch`) and use the PyTorch crop code. ``device``
+    applies to the PyTorch path only.
+    """
+    from inception_lib import data
+    from inception_lib import evaluate as E
+
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    crops = str(crops)
+    if crops not in E.SCHEMES:
+        raise ValueError(f"crops must be one of {E.SCHEMES}, got {crops!r}")
+    model, meta = load_checkpoint(path, weights=weights)
+    cfg = TrainConfig.from_dict(meta["config"])
+    extra = {**cfg.extra, **({"eval_subset": eval_subset} if eval_subset else {}),
+             **({"eval_batch_size": batch_size} if batch_size else {})}
+    cfg = dataclasses.replace(cfg, extra=extra, data_root=data_root if data_root is not None else cfg.data_root)
+    num_classes = int(meta["architecture"]["num_classes"])
+    if crops != "1":
+        from inception_lib import convert
+        from inception_lib import train as T
+
+        torch_model = convert.keras_to_torch(model)
+        return T.evaluate_model(torch_model, dataclasses.replace(cfg, framework="pytorch"), split, crops,
+                                device=device)
+    logits, labels = _test_logits(model, data.tf_datasets(data_config(cfg))[split])
+    return E.result_from_probs(logits, labels, (1, 5) if num_classes >= 5 else (1,), num_classes)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Callbacks
 # ----------------------------------------------------------------------------------------------------

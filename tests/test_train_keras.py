@@ -207,6 +207,18 @@ def test_training_lowers_loss_and_writes_history_config_checkpoint(run_a):
     assert meta["config"] == json.loads(json.dumps(cfg.to_dict()))
 
 
+def test_evaluate_works_on_keras_checkpoints(run_a, capsys):
+    """`python -m inception_lib evaluate run/last.keras`: 1 crop in Keras (the trainer's own test number), 10 crops
+    through the PyTorch crop code on the converted weights."""
+    from inception_lib.__main__ import main
+
+    _, doc, out = run_a
+    res = TK.evaluate_checkpoint(out / "last.keras", "test")
+    assert res.n == doc["test"]["model"]["n"] and res.top1 == pytest.approx(doc["test"]["model"]["top1"])
+    assert main(["evaluate", str(out / "last.keras"), "--crops", "10", "--eval-subset", "8"]) == 0
+    assert "8 images, 10 crop(s)" in capsys.readouterr().out
+
+
 def test_history_has_the_shared_schema(run_a, tmp_path):
     """history.json / .csv: the schema, exactly EPOCH_KEYS per row, the same keys as a PyTorch run's history."""
     cfg, doc, out = run_a
