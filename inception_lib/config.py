@@ -105,7 +105,7 @@ class TrainConfig:
             ("lr", self.lr > 0, "> 0"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("lr_decay", 0 < self.lr_decay <= 1, "in (0, 1]"),
+            ("lr_decay", self.lr_decay > 0, "> 0"),
             ("decay_every", self.decay_every >= 1, ">= 1"),
             ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
