@@ -102,6 +102,11 @@ def _rank_of_label(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return beats.sum(axis=1)
 
 
+def default_ks(num_classes: int) -> tuple[int, ...]:
+    """The top-k accuracies to report: top-1 and top-5 (the paper's two), top-1 alone below 5 classes."""
+    return (1, 5) if num_classes >= 5 else (1,)
+
+
 def topk_correct(scores: Any, labels: Any, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
     """Number of rows whose true label is among the ``k`` highest scores, for each ``k``.
 

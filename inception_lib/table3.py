@@ -47,7 +47,7 @@ def table3(checkpoints: Sequence[Union[str, Path]], *, crops: Sequence[str] = ("
         raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
     dev = T.resolve_device(device)
     models = [m.to(dev).eval() for m, _ in loaded]
-    ks = (1, 5) if models[0].num_classes >= 5 else (1,)
+    ks = E.default_ks(int(models[0].num_classes))
     rows: list[dict[str, Any]] = []
     for scheme in crops:
         t0 = time.perf_counter()

@@ -731,10 +731,6 @@ def _epoch_line(row: Mapping[str, Any], epochs: int) -> str:
             f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
 
 
-def _ks(num_classes: int) -> tuple[int, ...]:
-    return (1, 5) if num_classes >= 5 else (1,)
-
-
 def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], cfg: TrainConfig, device: torch.device,
                info: D.DistInfo, epoch: int) -> Optional[dict[str, Any]]:
     """The final weights (and the EMA) on the test split, rank 0 only (the others wait)."""
@@ -745,7 +741,7 @@ def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], cfg: Trai
         if "test" not in loaders:
             raise ValueError("test=True but the loaders have no 'test' split")
         num_classes = getattr(model, "num_classes", None)
-        ks = _ks(num_classes) if num_classes else (1,)
+        ks = E.default_ks(num_classes) if num_classes else (1,)
         res = E.evaluate(model, loaders["test"], "1", ks, device=device, num_classes=num_classes)
         result = {"split": "test", "crops": "1", "epoch": epoch, "model": res.to_dict(include_confusion=False),
                   "ema": None}
@@ -816,7 +812,7 @@ def evaluate_model(model: GoogLeNet, cfg: TrainConfig, split: str = "test", crop
     model.to(dev).eval()
     loader, kw = eval_inputs(cfg, split, crops, dev, batch_size=batch_size, eval_subset=eval_subset,
                              data_root=data_root)
-    return E.evaluate(model, loader, crops, _ks(int(model.num_classes)), device=dev, num_classes=model.num_classes,
+    return E.evaluate(model, loader, crops, E.default_ks(int(model.num_classes)), device=dev, num_classes=model.num_classes,
                       **kw)
 
 

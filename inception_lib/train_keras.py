@@ -641,7 +641,7 @@ def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Unio
         return T.evaluate_model(torch_model, dataclasses.replace(cfg, framework="pytorch"), split, crops,
                                 device=device)
     logits, labels = _test_logits(model, data.tf_datasets(data_config(cfg))[split])
-    return E.result_from_probs(logits, labels, (1, 5) if num_classes >= 5 else (1,), num_classes)
+    return E.result_from_probs(logits, labels, E.default_ks(num_classes), num_classes)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1071,7 +1071,7 @@ def _test_once(model: keras.Model, optimizer: Any, datasets: Mapping[str, Any], 
     if "test" not in datasets:
         raise ValueError("test=True but the datasets have no 'test' split")
     num_classes = int(arch["num_classes"])
-    ks = (1, 5) if num_classes >= 5 else (1,)
+    ks = E.default_ks(num_classes)
     logits, labels = _test_logits(model, datasets["test"])
     result: dict[str, Any] = {"split": "test", "crops": "1", "epoch": epoch,
                               "model": E.result_from_probs(logits, labels, ks, num_classes).to_dict(include_confusion=False),
