@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make book   set everything up, then build the HTML book into _build/html
+#   make book   set everything up, then build the HTML book into _build/html (it reads offline: MathJax included)
 #   make test   set everything up, then run every test (library + strict nbval of every chapter, twice:
 #               as this machine and as another CPU would run it)
 # Everything is installed into .venv from pinned versions (pyproject.toml extras; environment.yml mirrors them).
@@ -32,7 +32,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[torch,keras,book,test]"
 	touch $@
 
+# The book serves its own MathJax (no CDN): fetched once and checked against its pinned sha512.
 book: setup
+	$(BIN)/python scripts/fetch_mathjax.py
 	$(BIN)/jupyter-book build . -W --keep-going
 
 test: test-lib test-book test-book-other-cpu

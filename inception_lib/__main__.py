@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import inspect
 import json
 import os
 import sys
@@ -47,96 +46,68 @@ def _positive_int(s: str) -> int:
 
 
 def _add_train(sub: Any) -> None:
-    from inception_lib import spec
-    from inception_lib.config import PRECISIONS
-    from inception_lib.data import AUGMENTS, DATASETS
-
     p = sub.add_parser("train", help="train GoogLeNet (PyTorch or Keras) and write a run folder",
-                       description="Train GoogLeNet; writes config.json, history.json/csv and checkpoints to --out.",
+                       description="Train GoogLeNet; writes config.json, history.json/csv and checkpoints to --out. "
+                                   "One option per TrainConfig field.",
                        epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        argument_default=argparse.SUPPRESS)
     a = p.add_argument
     a("--config", dest="config_file", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's config.json)")
-    a("--framework", choices=("pytorch", "keras"), help="which trainer (default pytorch)")
-    a("--variant", choices=sorted(spec.VARIANTS), help="network variant of the fidelity ledger (default bn)")
-    a("--aux-weight", dest="aux_weight", type=float, help="weight of each aux head's loss (paper 0.3; 0 = no heads)")
-    a("--aux-heads", dest="aux_heads", action=argparse.BooleanOptionalAction,
-      help="build the aux heads even at --aux-weight 0 (untrained: the paired control of an aux ablation)")
-    a("--dropout", type=float, help="main-head dropout (default: the variant's)")
-    a("--dataset", choices=DATASETS, help="default fashion_mnist")
-    a("--data-root", dest="data_root", help="folder holding the dataset (default: the usual places)")
-    a("--download", action="store_true", help="download the dataset if missing (needs internet)")
-    a("--resolution", type=_positive_int, help="square input side (224 = paper, default 96)")
-    a("--channels", type=int, choices=(1, 3), help="input channels (default: the dataset's)")
-    a("--val-size", dest="val_size", type=int, help="training images held out for validation (default 5000)")
-    a("--subset", type=_positive_int, help="use only the first N training images")
-    a("--eval-subset", dest="eval_subset", type=_positive_int, help="use only the first N val / test images")
-    a("--augment", choices=AUGMENTS, help="training augmentation (default flip; paper = the paper's)")
-    a("--epochs", type=_positive_int, help="number of epochs (default 10)")
-    a("--batch-size", dest="batch_size", type=_positive_int, help="global batch size (default 128)")
-    a("--lr", type=float, help="base learning rate (default 0.05)")
-    a("--momentum", type=float, help="SGD momentum (paper 0.9)")
-    a("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
-    a("--weight-decay", dest="weight_decay", type=float, help="weight decay (default 5e-4; not on biases / BN)")
-    a("--schedule", choices=("paper", "cosine", "constant"), help="lr schedule (paper: x0.96 every 8 epochs)")
-    a("--lr-decay", dest="lr_decay", type=float, help="paper schedule factor (0.96)")
-    a("--decay-every", dest="decay_every", type=_positive_int, help="paper schedule period in epochs (8)")
-    a("--warmup-epochs", dest="warmup_epochs", type=float, help="linear warmup length in epochs")
-    a("--label-smoothing", dest="label_smoothing", type=float, help="label smoothing (default 0)")
-    a("--ema", action=argparse.BooleanOptionalAction, help="Polyak/EMA averaging of the weights (default on)")
-    a("--ema-decay", dest="ema_decay", type=float, help="EMA decay per step (default 0.999)")
-    a("--seed", type=int, help="random seed (default 0)")
-    a("--device", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    a("--precision", choices=PRECISIONS,
-      help="auto (default: bf16 on GPUs with native bf16, else fp16 + loss scaling; fp32 on CPU) | fp32 | bf16 "
-           "(autocast / mixed_bfloat16, CPU too) | fp16 (+ GradScaler / LossScaleOptimizer) | fp64 (float64 weights "
-           "and inputs: reproducible tiny runs)")
-    a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
-      help="PyTorch channels-last memory (default: on CUDA only; --channels-last forces it on CPU too)")
-    a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the training model")
-    a("--deterministic", action=argparse.BooleanOptionalAction, help="deterministic kernels (slower on GPU)")
-    a("--threads", type=_positive_int, help="CPU threads")
-    a("--num-workers", dest="num_workers", type=int, help="DataLoader workers (folders / --no-gpu-data)")
-    a("--gpu-data", dest="gpu_data", action=argparse.BooleanOptionalAction, help="keep small datasets on the device")
-    a("--sync-bn", dest="sync_bn", action="store_true", help="SyncBatchNorm under torchrun on CUDA")
-    a("--max-steps", dest="max_steps_per_epoch", type=_positive_int, help="cut every epoch to N steps")
-    a("--out", "--out-dir", dest="out_dir", help="run folder (default runs/default)")
-    a("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    a("--overwrite", action="store_true", help="start again in an --out that already holds a run")
+    add_config_options(p)
+    a("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    a("--overwrite", action="store_true", help="start again in an --out that already holds a run (its files go)")
     a("--test", action="store_true", help="evaluate the final model on the test split once, at the end")
     a("--progress", action=argparse.BooleanOptionalAction, help="progress bars (default: when on a terminal)")
     a("--quiet", action="store_true", help="no per-epoch summary lines")
     p.set_defaults(func=_cmd_train)
 
 
-_RUN_FLAGS = ("config_file", "download", "eval_subset", "sync_bn", "resume", "overwrite", "test", "progress", "quiet")
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`~inception_lib.config.TrainConfig` field, typed, with the field's help and default."""
+    import typing
+
+    from inception_lib.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata)
+        kind = hints[f.name]
+        args = [t for t in typing.get_args(kind) if t is not type(None)]
+        if typing.get_origin(kind) is typing.Union:  # Optional[X]
+            kind = args[0]
+        text, default = meta.pop("help"), getattr(defaults, f.name)
+        if default is not None and "default" not in text:
+            text += f" (default {default})"
+        kw: dict[str, Any] = {"dest": f.name, "help": text}
+        flags = meta.pop("flags", ("--" + f.name.replace("_", "-"),))
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            kw["choices"] = typing.get_args(kind)
+        elif typing.get_origin(kind) is list:
+            kw["type"] = typing.get_args(kind)[0]
+        else:
+            kw["type"] = kind
+        kw.update(meta)  # choices, nargs
+        parser.add_argument(*flags, **kw)
+
+
+_RUN_FLAGS = ("config_file", "resume", "overwrite", "test", "progress", "quiet")
 
 
 def _train_config(args: argparse.Namespace) -> Any:
     from inception_lib.config import TrainConfig
 
     given = {k: v for k, v in vars(args).items() if k not in (*_RUN_FLAGS, "func", "command")}
-    resume = getattr(args, "resume", False)
     base = TrainConfig()
-    config_file = getattr(args, "config_file", None)
-    if config_file:
-        base = TrainConfig.load(config_file)
-    elif resume:
+    if getattr(args, "config_file", None):
+        base = TrainConfig.load(args.config_file)
+    elif getattr(args, "resume", False):
         stored = Path(given.get("out_dir", base.out_dir)) / "config.json"
         if stored.is_file():
             base = TrainConfig.load(stored)
-    extra = dict(base.extra)
-    for key in ("eval_subset", "download", "sync_bn"):
-        if key in vars(args):
-            extra[key] = getattr(args, key)
-    return dataclasses.replace(base, **given, extra=extra)
-
-
-def _call_with_supported(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
+    return dataclasses.replace(base, **given)
 
 
 def _check_checkpoint_file(path: Path, framework: str) -> None:
@@ -161,19 +132,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _check_checkpoint_file(last, cfg.framework)
     runfiles.require_framework(cfg.framework, f"train --framework {cfg.framework}")  # torch before tensorflow
     if cfg.framework == "keras":
-        try:
-            train_keras = importlib.import_module("inception_lib.train_keras")
-        except ModuleNotFoundError as err:
-            if err.name != "inception_lib.train_keras":
-                raise
-            return _fail("train", RuntimeError("the Keras trainer (inception_lib.train_keras) is not available in "
-                                               "this version; use --framework pytorch"))
-        trainer = train_keras.train
+        from inception_lib.train_keras import train
     else:
-        from inception_lib import train as trainer_mod
-
-        trainer = trainer_mod.train
-    history = _call_with_supported(trainer, cfg, **opts)  # a refusal: one of _CLEAR_ERRORS, handled by main
+        from inception_lib.train import train
+    history = train(cfg, **opts)  # a refusal: one of _CLEAR_ERRORS, handled by main
     if opts["verbose"] and isinstance(history, dict) and os.environ.get("RANK", "0") == "0":
         print(f"run folder {cfg.out_dir}: {len(history.get('epochs', []))} epochs, status {history.get('status')}")
     return 0
@@ -355,17 +317,8 @@ _BENCH_HELP = "throughput benchmarks (inception_lib.bench; its own --help lists 
 
 
 def _run_bench(argv: Sequence[str]) -> int:
-    try:
-        bench = importlib.import_module("inception_lib.bench")
-    except ModuleNotFoundError as err:
-        if err.name != "inception_lib.bench":
-            raise
-        msg = "the benchmarks (inception_lib.bench) are not available in this version of inception_lib"
-        if any(a in ("-h", "--help") for a in argv):
-            print(f"usage: python -m inception_lib bench [...]\n\n{_BENCH_HELP}\n\n{msg}.")
-            return 0
-        print(f"inception_lib bench: {msg}", file=sys.stderr)
-        return _EXIT_ERROR
+    from inception_lib import bench
+
     if not any(a in ("-h", "--help") for a in argv):
         runfiles.require_framework("pytorch", "bench", modules=("torch", "torchvision"))
         if "--keras" in argv:

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from inception_lib import spec
+from inception_lib.data import DATASETS
+
 HISTORY_SCHEMA = "inception_lib.history/1"
 
 # Keys of one epoch row in history.json / history.csv (both frameworks write exactly these).
@@ -41,58 +44,72 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "fp64")
 """The values of :attr:`TrainConfig.precision`."""
 
 
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A config field with its command-line help (``__main__`` builds one option per field from these)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    """All the knobs of a training run (airbench-style: one place, written next to the results)."""
+    """All the knobs of a training run (airbench-style: one place, written next to the results).
 
-    framework: Literal["pytorch", "keras"] = "pytorch"
+    Every field is also an option of ``python -m inception_lib train`` (``aux_weight`` -> ``--aux-weight``),
+    with the help text given here.
+    """
+
+    framework: Literal["pytorch", "keras"] = _opt("pytorch", "which trainer")
     # model
-    variant: str = "bn"
-    aux_weight: float = 0.3  # each aux head's loss weight (the paper's 0.3)
-    # aux_heads: None = built iff aux_weight > 0. True with aux_weight=0: the heads are built (same initial weights
-    # and random stream as an aux_weight>0 run of the same seed) but never trained: a paired ablation's control arm.
-    aux_heads: Optional[bool] = None
-    dropout: Optional[float] = None  # None: the variant's value
+    variant: str = _opt("bn", "network variant of the fidelity ledger", choices=tuple(sorted(spec.VARIANTS)))
+    aux_weight: float = _opt(spec.AUX_HEADS[0].loss_weight, "weight of each aux head's loss (the paper's 0.3; "
+                             "0 = no heads)")
+    aux_heads: Optional[bool] = _opt(None, "build the aux heads even at --aux-weight 0 (untrained: the paired "
+                                     "control of an aux ablation); default: iff aux-weight > 0")
+    dropout: Optional[float] = _opt(None, "main-head dropout (default: the variant's)")
     # data
-    dataset: str = "fashion_mnist"
-    data_root: Optional[str] = None
-    resolution: Optional[int] = 96  # 224 = the paper; 96 = d2l; None = native size
-    channels: Optional[int] = None  # None: the dataset's own (1 for Fashion-MNIST)
-    val_size: int = 5000
-    subset: Optional[int] = None  # first N training examples (fast CPU runs and tests)
-    augment: Literal["none", "flip", "paper"] = "flip"
+    dataset: str = _opt("fashion_mnist", "dataset", choices=DATASETS)
+    data_root: Optional[str] = _opt(None, "folder holding the dataset (default: the usual places)")
+    download: bool = _opt(False, "download the dataset if it is missing (needs internet)")
+    resolution: Optional[int] = _opt(96, "square input side (224 = the paper's; None = the images' own)")
+    channels: Optional[int] = _opt(None, "input channels (default: the dataset's)", choices=(1, 3))
+    val_size: int = _opt(5000, "training images held out for validation")
+    split_seed: int = _opt(0, "seed of the train / validation split (kept apart from --seed)")
+    subset: Optional[int] = _opt(None, "use only the first N training images")
+    eval_subset: Optional[int] = _opt(None, "use only the first N validation / test images")
+    augment: Literal["none", "flip", "paper"] = _opt("flip", "training augmentation (paper = Section 6's)")
     # optimisation
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: Schedule = "paper"  # "paper": lr x lr_decay every decay_every epochs (x0.96 / 8)
-    lr_decay: float = 0.96
-    decay_every: int = 8
-    warmup_epochs: float = 0.0  # linear warmup (cosine and paper schedules)
-    label_smoothing: float = 0.0
-    ema: bool = True  # Polyak averaging, as the paper's inference model
-    ema_decay: float = 0.999
+    epochs: int = _opt(10, "number of epochs")
+    batch_size: int = _opt(128, "global batch size (all processes together under torchrun)")
+    eval_batch_size: Optional[int] = _opt(None, "batch size of evaluation (default: batch-size)")
+    lr: float = _opt(0.05, "base learning rate")
+    momentum: float = _opt(0.9, "SGD momentum (the paper's 0.9)")
+    nesterov: bool = _opt(False, "Nesterov momentum")
+    weight_decay: float = _opt(5e-4, "L2 weight decay, added to the gradient (not on biases / BatchNorm)")
+    schedule: Schedule = _opt("paper", "learning-rate schedule (paper: x lr-decay every decay-every epochs)")
+    lr_decay: float = _opt(0.96, "the paper schedule's factor per period (0.96: 4 percent less)")
+    decay_every: int = _opt(8, "the paper schedule's period in epochs")
+    warmup_epochs: float = _opt(0.0, "linear warmup length in epochs")
+    label_smoothing: float = _opt(0.0, "label smoothing")
+    ema: bool = _opt(True, "keep an exponential moving average of the weights (the stand-in for Polyak averaging)")
+    ema_decay: float = _opt(0.999, "EMA decay per step")
     # machinery
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | mps
-    # precision: "auto" | "fp32" | "bf16" | "fp16" | "fp64" (see resolve_precision; both trainers record the choice).
-    #   auto: CUDA -> bf16 where the GPU has it natively (compute capability >= 8.0), else fp16; CPU / MPS -> fp32
-    #   fp32: plain float32;  bf16: bfloat16 autocast (Keras: mixed_bfloat16), on CPU too, float32 weights
-    #   fp16: float16 autocast + loss scaling (torch GradScaler / Keras LossScaleOptimizer), float32 weights
-    #   fp64: weights, inputs and EMA in float64, no autocast (tiny demos that repeat across CPUs to ~1e-12)
-    precision: str = "auto"
-    channels_last: Optional[bool] = None  # PyTorch memory format: None = on CUDA only, True = also on CPU, False = off
-    compile: bool = False
-    deterministic: bool = False
-    threads: Optional[int] = None
-    num_workers: int = 0
-    gpu_data: bool = True  # keep small datasets on the device (DeviceTensorLoader)
-    max_steps_per_epoch: Optional[int] = None  # cut epochs short (tests)
-    out_dir: str = "runs/default"
-    extra: dict[str, Any] = field(default_factory=dict)
+    seed: int = _opt(0, "random seed (initial weights, data order, augmentation)")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
+    # auto: CUDA -> bf16 where the GPU has it natively (compute capability >= 8.0), else fp16; CPU / MPS -> fp32.
+    # fp64: weights, inputs and EMA in float64, no autocast (tiny demos that repeat across CPUs to ~1e-12).
+    precision: str = _opt("auto", "auto | fp32 | bf16 (autocast / mixed_bfloat16, CPU too) | fp16 (+ loss "
+                          "scaling) | fp64; the run records its choice", choices=PRECISIONS)
+    channels_last: Optional[bool] = _opt(None, "PyTorch channels-last memory (default: on CUDA only)")
+    compile: bool = _opt(False, "torch.compile the training model")
+    deterministic: bool = _opt(False, "deterministic kernels (slower on a GPU)")
+    threads: Optional[int] = _opt(None, "CPU threads")
+    num_workers: int = _opt(0, "DataLoader workers (image folders, or --no-gpu-data)")
+    gpu_data: bool = _opt(True, "keep small datasets on the device (no per-batch host-to-device copy)")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes under torchrun on CUDA")
+    devices: Optional[list[str]] = _opt(None, "Keras: train on these devices with MirroredStrategy "
+                                        "(default: every visible GPU)", nargs="+")
+    run_eagerly: bool = _opt(False, "Keras: run the train step eagerly (debugging; slow)")
+    max_steps_per_epoch: Optional[int] = _opt(None, "cut every epoch to N steps (tests)", flags=("--max-steps",))
+    out_dir: str = _opt("runs/default", "run folder", flags=("--out", "--out-dir"))
 
     def __post_init__(self) -> None:
         if self.framework not in ("pytorch", "keras"):
@@ -114,6 +131,8 @@ class TrainConfig:
             ("val_size", self.val_size >= 0, ">= 0"),
             ("resolution", self.resolution is None or self.resolution >= 1, ">= 1 or None"),
             ("subset", self.subset is None or self.subset >= 1, ">= 1 or None"),
+            ("eval_subset", self.eval_subset is None or self.eval_subset >= 1, ">= 1 or None"),
+            ("eval_batch_size", self.eval_batch_size is None or self.eval_batch_size >= 1, ">= 1 or None"),
             ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
             ("num_workers", self.num_workers >= 0, ">= 0"),
             ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, ">= 1 or None"),
@@ -127,6 +146,12 @@ class TrainConfig:
         if self.aux_heads is False and self.aux_weight > 0:
             raise ValueError(f"aux_heads=False but aux_weight={self.aux_weight}: a loss weight needs the heads; "
                              "set aux_weight=0 to train without them")
+        if self.variant not in spec.VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {sorted(spec.VARIANTS)}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)}")
+        if self.channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None (the dataset's), got {self.channels!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {' | '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -140,6 +165,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config of a ``config.json``; the ``extra`` dict of earlier versions is read into its fields."""
+        d = dict(d)
+        d.update(d.pop("extra", None) or {})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -48,9 +48,9 @@ def _linears(torch_model) -> list[tuple[str, Any]]:
 
 
 def _check_same_architecture(torch_model, keras_model) -> None:
-    cfg = getattr(keras_model, "inception_config", None)
-    if cfg is None:
-        return
+    from inception_lib.keras import architecture
+
+    cfg = architecture(keras_model)
     mine = {"variant": torch_model.variant, "num_classes": torch_model.num_classes,
             "aux_logits": torch_model.aux_logits, "in_channels": torch_model.in_channels}
     theirs = {k: cfg[k] for k in mine}
@@ -104,10 +104,9 @@ def keras_to_torch(keras_model, torch_model=None):
     from inception_lib.pytorch import GoogLeNet
 
     if torch_model is None:
-        cfg = getattr(keras_model, "inception_config", None)
-        if cfg is None:
-            raise ValueError("this Keras model was not built by inception_lib.keras.GoogLeNet in this process; "
-                             "pass torch_model= a PyTorch GoogLeNet of the same architecture")
+        from inception_lib.keras import architecture
+
+        cfg = architecture(keras_model)
         torch_model = GoogLeNet(cfg["num_classes"], cfg["aux_logits"], cfg["variant"], cfg["in_channels"],
                                 cfg["image_size"], init_weights=False)
     _check_same_architecture(torch_model, keras_model)

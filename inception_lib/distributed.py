@@ -20,7 +20,7 @@ Conventions (so a run means the same at any world size):
 * Rank 0 alone prints, draws progress bars and writes files; the others wait at a barrier. Every rank reads
   ``last.pt`` to resume, so on several machines ``out_dir`` must be on a shared filesystem.
 * BatchNorm statistics are per replica (each normalizes its ``batch_size / N`` images), so BN variants differ
-  slightly from a single process on the global batch; ``TrainConfig.extra["sync_bn"] = True`` converts them
+  slightly from a single process on the global batch; ``TrainConfig(sync_bn=True)`` converts them
   to ``SyncBatchNorm`` (CUDA only). The ``"paper"`` variant (LRN, no BN) has no such effect.
 * Backend: NCCL on CUDA, gloo on CPU.
 """

@@ -12,6 +12,7 @@ Import torch (if you use it) *before* this module: tensorflow imported first abo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional, Sequence, Union
 
@@ -24,8 +25,8 @@ from keras import layers, ops  # noqa: E402
 from inception_lib import arithmetic, spec  # noqa: E402
 from inception_lib.spec import LRN, Conv, Inception, MaxPool, Variant  # noqa: E402
 
-__all__ = ["GoogLeNet", "inference_model", "from_pretrained", "LocalResponseNorm", "CeilMaxPool2D", "AdaptiveAvgPool2D",
-           "TransformInput"]
+__all__ = ["GoogLeNet", "architecture", "inference_model", "from_pretrained", "conv_unit", "inception_module", "aux_head",
+           "LocalResponseNorm", "CeilMaxPool2D", "AdaptiveAvgPool2D", "TransformInput"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def _initializers(v: Variant) -> tuple[object, object, object, object]:
     return normal, "zeros", normal, "zeros"
 
 
-def _conv_unit(x, name: str, filters: int, kernel: int, v: Variant, stride: int = 1, padding: int = 0):
+def conv_unit(x, name: str, filters: int, kernel: int, v: Variant, stride: int = 1, padding: int = 0):
     """conv (+ BN) + ReLU, named like the PyTorch ConvUnit at the same path."""
     k_init, b_init, _, _ = _initializers(v)
     if stride == 1 and padding == kernel // 2:
@@ -196,27 +197,29 @@ def _conv_unit(x, name: str, filters: int, kernel: int, v: Variant, stride: int 
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _inception(x, block: Inception, v: Variant):
+def inception_module(x, block: Inception, v: Variant):
+    """Figure 2(b) on one row of Table 1: four branches, concatenated on channels (the last axis in Keras)."""
     n = block.name
     k5 = v.branch5x5_kernel
-    b1 = _conv_unit(x, f"{n}_conv1x1", block.n1x1, 1, v)
-    b2 = _conv_unit(x, f"{n}_conv3x3_reduce", block.n3x3_reduce, 1, v)
-    b2 = _conv_unit(b2, f"{n}_conv3x3", block.n3x3, 3, v, padding=1)
-    b3 = _conv_unit(x, f"{n}_conv5x5_reduce", block.n5x5_reduce, 1, v)
-    b3 = _conv_unit(b3, f"{n}_conv5x5", block.n5x5, k5, v, padding=k5 // 2)
+    b1 = conv_unit(x, f"{n}_conv1x1", block.n1x1, 1, v)
+    b2 = conv_unit(x, f"{n}_conv3x3_reduce", block.n3x3_reduce, 1, v)
+    b2 = conv_unit(b2, f"{n}_conv3x3", block.n3x3, 3, v, padding=1)
+    b3 = conv_unit(x, f"{n}_conv5x5_reduce", block.n5x5_reduce, 1, v)
+    b3 = conv_unit(b3, f"{n}_conv5x5", block.n5x5, k5, v, padding=k5 // 2)
     b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{n}_pool")(x)
-    b4 = _conv_unit(b4, f"{n}_pool_proj", block.pool_proj, 1, v)
+    b4 = conv_unit(b4, f"{n}_pool_proj", block.pool_proj, 1, v)
     return layers.Concatenate(axis=-1, name=n)([b1, b2, b3, b4])
 
 
-def _aux(x, head: spec.AuxHead, num_classes: int, v: Variant):
+def aux_head(x, head: spec.AuxHead, num_classes: int, v: Variant):
+    """Section 5's auxiliary classifier: pool -> 1x1 conv 128 -> FC 1024 -> dropout 0.7 -> linear."""
     _, _, d_init, db_init = _initializers(v)
     n = head.name
     if v.aux_pool == "adaptive4x4":
         x = AdaptiveAvgPool2D(4, name=f"{n}_pool")(x)
     else:
         x = CeilAvgPool2D(head.pool_kernel, strides=head.pool_stride, name=f"{n}_pool")(x)  # Caffe's rounding
-    x = _conv_unit(x, f"{n}_conv", head.conv_channels, 1, v)
+    x = conv_unit(x, f"{n}_conv", head.conv_channels, 1, v)
     x = layers.Flatten(name=f"{n}_flatten")(x)  # NHWC order; the converter permutes fc1 to match NCHW
     fc1_bias = keras.initializers.Constant(0.2) if v.init == "caffe_xavier" else db_init  # BVLC's loss1/fc, loss2/fc
     x = layers.Dense(head.fc_units, activation="relu", kernel_initializer=d_init, bias_initializer=fc1_bias,
@@ -246,13 +249,21 @@ def _validate_input_shape(input_shape: Sequence[Optional[int]], v: Variant) -> t
 def GoogLeNet(num_classes: int = 1000, aux_logits: bool = True, variant: Union[str, Variant] = "paper",
               input_shape: Sequence[Optional[int]] = (224, 224, 3), dropout: Optional[float] = None,
               aux_dropout: Optional[float] = None, transform_input: Optional[bool] = None,
-              name: Optional[str] = None) -> keras.Model:
+              include_top: bool = True, pooling: Optional[str] = None, name: Optional[str] = None) -> keras.Model:
     """GoogLeNet / Inception v1 as a Keras functional model returning logits.
 
     Outputs: ``logits`` (layer ``fc``), plus ``aux1`` and ``aux2`` logits (layers ``aux1_fc2``,
     ``aux2_fc2``) when ``aux_logits``. Keras computes all outputs in every call; use
     :func:`inference_model` for the paper's inference network (aux heads discarded).
+
+    As in Keras applications, ``include_top=False`` drops the classifier (average pool, dropout, ``fc``) and
+    returns the features of inception (5b): the 7x7x1024 map with ``pooling=None``, a 1024 vector with ``"avg"``
+    or ``"max"``; ``pooling`` applies only then. The aux heads are classifiers too: without the top they are not built.
     """
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max' (as in keras.applications), got {pooling!r}")
+    if pooling is not None and include_top:
+        raise ValueError(f"pooling={pooling!r} applies only with include_top=False (the top has its own average pool)")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     v = spec.get_variant(variant, dropout=dropout, aux_dropout=aux_dropout, transform_input=transform_input)
@@ -267,25 +278,67 @@ def GoogLeNet(num_classes: int = 1000, aux_logits: bool = True, variant: Union[s
     aux_by_block = {hd.after: hd for hd in spec.AUX_HEADS}
     for t in v.trunk():
         if isinstance(t, Conv):
-            x = _conv_unit(x, t.name, t.out_channels, t.kernel, v, t.stride, t.padding)
+            x = conv_unit(x, t.name, t.out_channels, t.kernel, v, t.stride, t.padding)
         elif isinstance(t, MaxPool):
             x = CeilMaxPool2D(t.kernel, t.stride, name=t.name)(x)
         elif isinstance(t, LRN):
             x = LocalResponseNorm(t.size, t.alpha, t.beta, t.k, name=t.name)(x)
         elif isinstance(t, Inception):
-            x = _inception(x, t, v)
-            if aux_logits and t.name in aux_by_block:
+            x = inception_module(x, t, v)
+            if aux_logits and include_top and t.name in aux_by_block:
                 head = aux_by_block[t.name]
                 arithmetic.aux_map_size(v, (h, w), head)  # clear error if the map is too small to pool
-                aux_outputs[head.name] = _aux(x, head, num_classes, v)
+                aux_outputs[head.name] = aux_head(x, head, num_classes, v)
+    if not include_top:
+        if pooling == "avg":
+            x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+        elif pooling == "max":
+            x = layers.GlobalMaxPooling2D(name="maxpool")(x)
+        return keras.Model(inputs, x, name=name or f"googlenet_{v.name}_features")
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 7x7/1 at 224
     x = layers.Dropout(v.dropout, name="dropout")(x)
     logits = layers.Dense(num_classes, kernel_initializer=d_init, bias_initializer=db_init, name="fc")(x)
     outputs = [logits, aux_outputs["aux1"], aux_outputs["aux2"]] if aux_logits else logits
-    model = keras.Model(inputs, outputs, name=name or f"googlenet_{v.name}")
-    model.inception_config = {"variant": v, "num_classes": num_classes, "aux_logits": aux_logits,
-                              "in_channels": c, "image_size": (h, w)}
-    return model
+    return keras.Model(inputs, outputs, name=name or f"googlenet_{v.name}")
+
+
+def architecture(model: keras.Model) -> dict:
+    """What a Keras GoogLeNet is, read from its layers: ``variant`` (a :class:`~inception_lib.spec.Variant`),
+    ``num_classes``, ``aux_logits``, ``in_channels``, ``image_size``.
+
+    Read from the layers, not remembered at build time, so it survives ``model.save`` / ``keras.saving.load_model``
+    and a model can never claim another architecture than the one it has. The initialisation leaves no trace in
+    the layers: the variant is the preset whose structure matches (``custom`` if none does).
+    """
+    names = {layer.name for layer in model.layers}
+    if not {"conv1", "fc"} <= names:
+        raise ValueError(f"{model.name!r} is not a GoogLeNet classifier built by inception_lib.keras.GoogLeNet "
+                         "(no conv1 / fc layer); include_top=False models have no architecture to convert")
+    aux = "aux1_fc2" in names
+    pool4 = model.get_layer("pool4")
+    found = {
+        "norm": "bn" if "conv1_bn" in names else "lrn",
+        "conv_bias": bool(model.get_layer("conv1").use_bias),
+        "branch5x5_kernel": int(model.get_layer("inception_3a_conv5x5").kernel_size[0]),
+        "pool4": (int(pool4.pool_size), int(pool4.strides)),
+        "dropout": float(model.get_layer("dropout").rate),
+        "transform_input": "transform_input" in names,
+    }
+    if found["norm"] == "bn":
+        bn = model.get_layer("conv1_bn")
+        found.update(bn_eps=float(bn.epsilon), bn_momentum=round(1.0 - float(bn.momentum), 12))
+    if aux:
+        found.update(aux_dropout=float(model.get_layer("aux1_dropout").rate),
+                     aux_pool="adaptive4x4" if isinstance(model.get_layer("aux1_pool"), AdaptiveAvgPool2D)
+                     else "avg5x5s3")
+    structure = ("norm", "conv_bias", "branch5x5_kernel", "pool4", "aux_pool", "bn_eps", "bn_momentum")
+    preset = next((p for p in spec.VARIANTS.values()
+                   if all(getattr(p, k) == found[k] for k in structure if k in found)), None)
+    variant = (dataclasses.replace(preset, **found) if preset is not None
+               else spec.Variant("custom", **found))
+    _, h, w, c = model.input_shape
+    return {"variant": variant, "num_classes": int(model.get_layer("fc").units), "aux_logits": aux,
+            "in_channels": int(c), "image_size": (int(h), int(w))}
 
 
 def from_pretrained(name: str) -> keras.Model:

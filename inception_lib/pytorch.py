@@ -33,7 +33,7 @@ def _cpu_fast_path(x: torch.Tensor) -> bool:
             and not torch.compiler.is_compiling() and not _is_functorch_tensor(x) and x.is_contiguous())
 
 
-class _MaxPool2d(nn.MaxPool2d):
+class FastMaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` with the same outputs and gradients, bit for bit, but faster on CPU.
 
     PyTorch's CPU max-pool kernel for NCHW tensors is scalar and is the slowest op of a GoogLeNet
@@ -41,9 +41,6 @@ class _MaxPool2d(nn.MaxPool2d):
     element on ties (the first maximum in the window), so we take the argmax from it and gather
     the values from the NCHW input: autograd then routes gradients exactly as ``max_pool2d`` does.
     """
-
-    def _get_name(self) -> str:  # print(model) shows MaxPool2d, as before
-        return "MaxPool2d"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.return_indices or not _cpu_fast_path(x):
@@ -59,16 +56,13 @@ class _MaxPool2d(nn.MaxPool2d):
         return x.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
 
 
-class _LocalResponseNorm(nn.LocalResponseNorm):
+class FastLocalResponseNorm(nn.LocalResponseNorm):
     """``nn.LocalResponseNorm`` with the same outputs, bit for bit, about twice as fast on CPU.
 
     ``F.local_response_norm`` sums the squares over the channel window with ``avg_pool3d``, whose CPU
     kernel is scalar; summing shifted channel slices in the same order and dividing by ``size``
     gives the same float32 values with vectorised adds.
     """
-
-    def _get_name(self) -> str:
-        return "LocalResponseNorm"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype not in (torch.float32, torch.float64) or not _cpu_fast_path(x):
@@ -122,7 +116,7 @@ class InceptionModule(nn.Module):
         self.conv3x3 = ConvUnit(n3x3_reduce, n3x3, 3, padding=1, variant=v)
         self.conv5x5_reduce = ConvUnit(in_channels, n5x5_reduce, 1, variant=v)
         self.conv5x5 = ConvUnit(n5x5_reduce, n5x5, k5, padding=k5 // 2, variant=v)
-        self.pool = _MaxPool2d(3, stride=1, padding=1, ceil_mode=True)
+        self.pool = FastMaxPool2d(3, stride=1, padding=1, ceil_mode=True)
         self.pool_proj = ConvUnit(in_channels, pool_proj, 1, variant=v)
         self.out_channels = n1x1 + n3x3 + n5x5 + pool_proj
 
@@ -233,9 +227,9 @@ class GoogLeNet(nn.Module):
                 mod: nn.Module = ConvUnit(channels, t.out_channels, t.kernel, t.stride, t.padding, variant=v)
                 channels = t.out_channels
             elif isinstance(t, MaxPool):
-                mod = _MaxPool2d(t.kernel, t.stride, ceil_mode=True)
+                mod = FastMaxPool2d(t.kernel, t.stride, ceil_mode=True)
             elif isinstance(t, LRN):
-                mod = _LocalResponseNorm(t.size, alpha=t.alpha, beta=t.beta, k=t.k)
+                mod = FastLocalResponseNorm(t.size, alpha=t.alpha, beta=t.beta, k=t.k)
             elif isinstance(t, Inception):
                 mod = InceptionModule.from_spec(channels, t, v)
                 channels = t.out_channels

@@ -43,12 +43,11 @@ def data_config(cfg: TrainConfig) -> Any:
     """The :class:`inception_lib.data.DataConfig` of a training config (both frameworks see the same data)."""
     from inception_lib import data
 
-    ex = cfg.extra
     return data.DataConfig(
         dataset=cfg.dataset, root=cfg.data_root, resolution=cfg.resolution, channels=cfg.channels,
-        val_size=cfg.val_size, subset=cfg.subset, eval_subset=ex.get("eval_subset"), augment=cfg.augment,
-        seed=cfg.seed, split_seed=int(ex.get("split_seed", 0)), batch_size=cfg.batch_size,
-        eval_batch_size=ex.get("eval_batch_size"), num_workers=cfg.num_workers, download=bool(ex.get("download", False)),
+        val_size=cfg.val_size, subset=cfg.subset, eval_subset=cfg.eval_subset, augment=cfg.augment,
+        seed=cfg.seed, split_seed=cfg.split_seed, batch_size=cfg.batch_size,
+        eval_batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, download=cfg.download,
     )
 
 
@@ -195,7 +194,7 @@ def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any], wh
 def check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path) -> None:
     """Refuse to resume with a config that differs outside :data:`RESUMABLE_CHANGES`."""
     now = json_normal(cfg.to_dict())
-    old = json_normal(dict(stored))
+    old = json_normal(TrainConfig.from_dict(dict(stored)).to_dict())  # a config of an earlier version: its fields
     keys = sorted((set(old) | set(now)) - RESUMABLE_CHANGES)
     diffs = [f"{k}: {old.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in keys if old.get(k) != now.get(k)]
     if diffs:

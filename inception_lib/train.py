@@ -45,9 +45,6 @@ before anything is written.
 
 The test split is never used here unless asked (``test=True`` / ``--test``): once, at the end, after all model
 selection on the validation split. :func:`evaluate_checkpoint` evaluates a saved run with 1, 10 or 144 crops.
-
-Settings without a :class:`TrainConfig` field go in ``cfg.extra``: ``eval_subset`` (trim val and test),
-``eval_batch_size``, ``split_seed``, ``download``, ``sync_bn`` (SyncBatchNorm under DDP on CUDA).
 """
 
 from __future__ import annotations
@@ -533,7 +530,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     model.to(device, dtype=_PARAM_DTYPES[prec["params"]])  # float64 for fp64 (the EMA copies it below)
     if prec["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    if info.enabled and device.type == "cuda" and cfg.extra.get("sync_bn"):
+    if info.enabled and device.type == "cuda" and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(cfg, model)
     scaler = _grad_scaler(prec, device)
@@ -826,12 +823,8 @@ def eval_inputs(cfg: TrainConfig, split: str, crops: str, device: torch.device, 
     from inception_lib import data
     from inception_lib import evaluate as E
 
-    extra = dict(cfg.extra)
-    if eval_subset is not None:
-        extra["eval_subset"] = eval_subset
-    if batch_size is not None:
-        extra["eval_batch_size"] = batch_size
-    cfg = dataclasses.replace(cfg, extra=extra, data_root=data_root if data_root is not None else cfg.data_root)
+    cfg = dataclasses.replace(cfg, eval_subset=eval_subset or cfg.eval_subset,
+                              eval_batch_size=batch_size or cfg.eval_batch_size, data_root=data_root or cfg.data_root)
     dcfg = data_config(cfg)
     if crops == "1":
         return make_loaders(cfg, device)[split], {}

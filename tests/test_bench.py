@@ -13,7 +13,7 @@ from torch import nn
 
 from inception_lib import bench
 from inception_lib.__main__ import main as cli_main
-from inception_lib.pytorch import _LocalResponseNorm, _MaxPool2d
+from inception_lib.pytorch import FastLocalResponseNorm, FastMaxPool2d
 
 TINY = ["--device", "cpu", "--batch-size", "2", "--resolution", "32", "--steps", "1", "--repeats", "1",
         "--warmup", "0", "--threads", "1"]
@@ -98,7 +98,7 @@ def test_fast_max_pool_is_exact(shape, kernel, stride, padding):
     torch.manual_seed(0)
     x = torch.relu(torch.randn(shape))  # zeros after ReLU: many ties inside a window
     x[:, :, ::3] = 1.0
-    fast, ref = _MaxPool2d(kernel, stride, padding, ceil_mode=True), nn.MaxPool2d(kernel, stride, padding, ceil_mode=True)
+    fast, ref = FastMaxPool2d(kernel, stride, padding, ceil_mode=True), nn.MaxPool2d(kernel, stride, padding, ceil_mode=True)
     g = torch.randn_like(ref(x))
     outs = []
     for m in (fast, ref):
@@ -110,13 +110,14 @@ def test_fast_max_pool_is_exact(shape, kernel, stride, padding):
     (y1, g1, e1), (y2, g2, e2) = outs
     assert torch.equal(y1, y2) and torch.equal(g1, g2) and torch.equal(e1, e2)
     assert y1.stride() == y2.stride() and e1.stride() == e2.stride()
-    assert repr(fast) == repr(ref) and isinstance(fast, nn.MaxPool2d)
+    # An honest name in print(model), the same arguments as the module it replaces
+    assert repr(fast) == "Fast" + repr(ref) and isinstance(fast, nn.MaxPool2d)
 
 
 def test_fast_lrn_is_exact():
     torch.manual_seed(0)
     x = torch.relu(torch.randn(2, 16, 9, 9)) * 20
-    fast, ref = _LocalResponseNorm(5, 1e-4, 0.75, 1.0), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)
+    fast, ref = FastLocalResponseNorm(5, 1e-4, 0.75, 1.0), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)
     g = torch.randn_like(x)
     outs = []
     for m in (fast, ref):
@@ -128,4 +129,4 @@ def test_fast_lrn_is_exact():
     # The gradients come from two different autograd graphs (slice adds vs avg_pool3d's backward): relative to the
     # gradients' scale (~4), not elementwise with atol 1e-7 (below float32 resolution at that scale). 0 observed.
     assert_close(outs[0][1], outs[1][1], 1e-5, "LRN input gradient")
-    assert repr(fast) == repr(ref)
+    assert repr(fast) == "Fast" + repr(ref)

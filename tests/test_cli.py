@@ -97,10 +97,16 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_keras_framework_dispatches_to_train_keras(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import inspect
+
+    from inception_lib import train as T
+    from inception_lib import train_keras as TK
+
+    trainers = {"pytorch": inspect.signature(T.train).parameters, "keras": inspect.signature(TK.train).parameters}
     seen: dict[str, Any] = {}
 
-    def fake_train(cfg: Any, resume: bool = False) -> dict[str, Any]:
-        seen.update(cfg=cfg, resume=resume)
+    def fake_train(cfg: Any, **opts: Any) -> dict[str, Any]:
+        seen.update(cfg=cfg, **opts)
         return {"epochs": [], "status": "completed"}
 
     monkeypatch.setitem(sys.modules, "inception_lib.train_keras", types.SimpleNamespace(train=fake_train))
@@ -108,3 +114,35 @@ def test_keras_framework_dispatches_to_train_keras(monkeypatch: pytest.MonkeyPat
                  "--out", str(tmp_path / "k")]) == 0
     assert seen["cfg"].framework == "keras" and seen["cfg"].variant == "paper" and seen["cfg"].epochs == 4
     assert seen["resume"] is False
+    # One trainer contract: the keywords the command passes are the ones both trainers take.
+    passed = set(seen) - {"cfg"}
+    for name, params in trainers.items():
+        assert passed <= set(params), (name, passed - set(params))
+
+
+def test_every_config_field_is_a_train_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The options are generated from TrainConfig: each field has one, typed, and a value given reaches the config."""
+    import dataclasses
+
+    from inception_lib.__main__ import _train_config, build_parser
+    from inception_lib.config import TrainConfig
+
+    argv = ["train", "--lr", "0.1", "--aux-weight", "0", "--no-ema", "--devices", "/cpu:0", "/cpu:1",
+            "--eval-subset", "7", "--download", "--max-steps", "3", "--out", str(tmp_path / "r"), "--channels", "3",
+            "--augment", "paper", "--precision", "bf16"]
+    cfg = _train_config(build_parser().parse_args(argv))
+    assert (cfg.lr, cfg.aux_weight, cfg.ema, cfg.devices, cfg.eval_subset, cfg.download, cfg.max_steps_per_epoch,
+            cfg.out_dir, cfg.channels, cfg.augment, cfg.precision) == (
+        0.1, 0.0, False, ["/cpu:0", "/cpu:1"], 7, True, 3, str(tmp_path / "r"), 3, "paper", "bf16")
+    untouched = {f.name for f in dataclasses.fields(TrainConfig)} - {"lr", "aux_weight", "ema", "devices", "eval_subset",
+                                                                      "download", "max_steps_per_epoch", "out_dir",
+                                                                      "channels", "augment", "precision"}
+    assert all(getattr(cfg, n) == getattr(TrainConfig(), n) for n in untouched)
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = capsys.readouterr().out
+    flags = {"max_steps_per_epoch": "--max-steps", "out_dir": "--out"}
+    missing = [n for n in {f.name for f in dataclasses.fields(TrainConfig)}
+               if flags.get(n, "--" + n.replace("_", "-")) not in help_text]
+    assert not missing, f"TrainConfig fields without a train option: {missing}"

@@ -119,7 +119,7 @@ def torch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("torch_run") / "run"
     cfg = TrainConfig(variant="torchvision", resolution=16, aux_weight=0.0, subset=16, val_size=16, batch_size=16,
                       epochs=1, max_steps_per_epoch=1, lr=0.01, augment="none", out_dir=str(out), threads=1,
-                      device="cpu", extra={"eval_subset": 16})
+                      device="cpu", eval_subset=16)
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(runfiles.FSYNC_ENV, "0")
@@ -137,7 +137,7 @@ def keras_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("keras_run") / "run"
     cfg = TrainConfig(framework="keras", variant="torchvision", resolution=32, aux_weight=0.0, subset=16, val_size=16,
                       batch_size=16, epochs=1, max_steps_per_epoch=1, lr=0.01, augment="none", out_dir=str(out),
-                      threads=1, device="cpu", extra={"eval_subset": 16, "run_eagerly": True})
+                      threads=1, device="cpu", eval_subset=16, run_eagerly=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(runfiles.FSYNC_ENV, "0")
         mp.setenv(runfiles.PROGRESS_ENV, "0")

@@ -22,6 +22,7 @@ import torchvision  # noqa: F401 - must be imported before tensorflow
 from helpers import assert_close, needs_fmnist
 
 from inception_lib import data as D
+from inception_lib.data import readers, torch_pipeline
 
 FMNIST = D.SYSTEM_DIRS["fashion_mnist"]
 
@@ -118,7 +119,7 @@ def test_fashion_mnist_real_files_load_verified() -> None:
         for spec in split:
             path = FMNIST / spec.filename
             assert _md5(path) in spec.archives
-            _, provenance = D._verify_idx(path, spec)
+            _, provenance = readers._verify_idx(path, spec)
             assert provenance == "Debian dataset-fashion-mnist"
 
 
@@ -309,7 +310,7 @@ def test_recompressed_copy_is_accepted(tmp_path: Path) -> None:
     _, y = D.load_arrays("fashion_mnist", "test", root=folder)
     _, y_ref = D.load_arrays("fashion_mnist", "test")
     assert np.array_equal(y, y_ref)
-    assert D._verify_idx(folder / original.name, D.FASHION_MNIST_FILES["test"][1])[1].startswith("re-compressed")
+    assert readers._verify_idx(folder / original.name, D.FASHION_MNIST_FILES["test"][1])[1].startswith("re-compressed")
 
 
 def test_read_idx_parses_generic_files(tmp_path: Path) -> None:
@@ -515,7 +516,7 @@ def test_device_tensor_loader_cpu() -> None:
 def test_paper_augmentation_sizes_ranges_and_randomness() -> None:
     n = 2000
     g = torch.Generator().manual_seed(0)
-    x0, y0, w, h = D._crop_params(n, 40, 60, g)
+    x0, y0, w, h = torch_pipeline._crop_params(n, 40, 60, g)
     area = (w * h) / (40 * 60)
     assert area.min() >= 0.08 - 0.02 and area.max() <= 1.0
     assert ((w / h) >= 3 / 4 - 0.1).all() and ((w / h) <= 4 / 3 + 0.1).all()
@@ -534,7 +535,7 @@ def test_paper_augmentation_sizes_ranges_and_randomness() -> None:
     # Crop-and-resize is exact: the whole image at its own size is the identity in every mode.
     full = (torch.zeros(4, dtype=torch.float64),) * 2 + (torch.full((4,), 32.0, dtype=torch.float64),) * 2
     src = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
-    assert_close(D._crop_resize(src, full, torch.arange(4), 32), src, 1e-6, "identity crop")  # 0 observed
+    assert_close(torch_pipeline._crop_resize(src, full, torch.arange(4), 32), src, 1e-6, "identity crop")  # 0 observed
 
 
 # ------------------------------------------------------------------------------------------------

@@ -73,6 +73,27 @@ def test_outputs_and_inference_model():
     assert "aux1_fc1" not in [layer.name for layer in infer.layers]
 
 
+@pytest.mark.parametrize("pooling", [None, "avg", "max"])
+def test_include_top_false_gives_the_features_of_5b(pooling):
+    """As keras.applications: no classifier; the 5b map, or its global average / max. Same values as PyTorch's."""
+    from inception_lib import convert
+
+    torch.manual_seed(0)
+    t = TorchGoogLeNet(10, aux_logits=False, variant="bn", in_channels=1, image_size=64).eval()
+    k = convert.torch_to_keras(t)
+    features = GoogLeNet(10, variant="bn", input_shape=(64, 64, 1), include_top=False, pooling=pooling)
+    assert not any(name.startswith(("aux", "fc")) for name in (layer.name for layer in features.layers))
+    features.set_weights([w for layer in k.layers if layer.name in {f.name for f in features.layers}
+                          for w in layer.get_weights()])
+    x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
+    with torch.no_grad():
+        ref = t.features(torch.from_numpy(x.transpose(0, 3, 1, 2)))["inception_5b"].numpy().transpose(0, 2, 3, 1)
+    ref = {None: ref, "avg": ref.mean(axis=(1, 2)), "max": ref.max(axis=(1, 2))}[pooling]
+    out = np.asarray(features(x, training=False))
+    assert out.shape == ref.shape == ((2, 2, 2, 1024) if pooling is None else (2, 1024))
+    assert_close(out, ref, rtol=1e-5, what=f"features, pooling={pooling}")  # observed ~1e-7
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
@@ -84,6 +105,8 @@ def test_outputs_and_inference_model():
         (dict(input_shape=(224, 224)), r"\(height, width, channels\)"),
         (dict(input_shape=(46, 46, 3), aux_logits=True), "aux_pool='adaptive4x4'"),
         (dict(input_shape=(224, 224, 1), variant="torchvision", transform_input=True), "3 input channels"),
+        (dict(include_top=False, pooling="mean"), "pooling must be None, 'avg' or 'max'"),
+        (dict(pooling="avg"), "applies only with include_top=False"),
     ],
 )
 def test_errors_are_clear(kwargs, match):
@@ -119,3 +142,38 @@ def test_keras_model_saves_and_loads(tmp_path):
     k2 = keras.models.load_model(path)
     x = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
     assert_close(k2(x, training=False)[0].numpy(), k(x, training=False)[0].numpy(), rtol=1e-6, what="reloaded model")
+
+
+@pytest.mark.parametrize("variant,kw", [("paper", {}), ("bn", {"dropout": 0.3}), ("torchvision", {})])
+def test_architecture_is_read_from_the_layers(variant, kw):
+    from inception_lib.keras import architecture
+
+    arch = architecture(GoogLeNet(7, True, variant, input_shape=(96, 96, 1), **kw))
+    assert arch == {"variant": spec.get_variant(variant, **kw), "num_classes": 7, "aux_logits": True,
+                    "in_channels": 1, "image_size": (96, 96)}
+    assert architecture(GoogLeNet(7, False, variant, input_shape=(96, 96, 3)))["aux_logits"] is False
+    with pytest.raises(ValueError, match="not a GoogLeNet classifier"):
+        architecture(GoogLeNet(7, False, variant, input_shape=(96, 96, 1), include_top=False))
+
+
+def test_reloaded_model_converts_with_its_architecture_checked(tmp_path):
+    """After save / load_model the architecture is still known: conversion builds the right PyTorch model,
+    and refuses a PyTorch model of another architecture."""
+    import keras
+
+    from inception_lib import convert
+    from inception_lib.keras import architecture
+
+    keras.utils.set_random_seed(0)
+    k = GoogLeNet(10, True, "bn", input_shape=(64, 64, 1))
+    k.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert architecture(loaded) == architecture(k)
+    t = convert.keras_to_torch(loaded).eval()
+    assert (t.variant, t.num_classes, t.in_channels, t.aux_logits) == (spec.VARIANTS["bn"], 10, 1, True)
+    x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
+    with torch.no_grad():
+        y = t(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    assert_close(y, loaded(x, training=False)[0].numpy(), 1e-4, "reloaded Keras vs converted PyTorch")
+    with pytest.raises(ValueError, match="architectures differ"):
+        convert.keras_to_torch(loaded, TorchGoogLeNet(10, True, "torchvision", in_channels=1, image_size=64))

@@ -272,7 +272,7 @@ def test_torch_compile_with_aux_heads(paper_fp32: tuple[nn.Module, Steps], recor
 def tiny(out: Path, **kw: Any) -> TrainConfig:
     base: dict[str, Any] = dict(variant="bn", resolution=32, aux_weight=0.0, subset=32, val_size=64, batch_size=16,
                                 epochs=1, max_steps_per_epoch=2, lr=0.01, out_dir=str(out), threads=1,
-                                extra={"eval_subset": 16})
+                                eval_subset=16)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -408,7 +408,7 @@ def test_keras_custom_layers_in_every_dtype_and_under_xla() -> None:
 def keras_tiny(out: Path, **kw: Any) -> TrainConfig:
     base: dict[str, Any] = dict(framework="keras", variant="torchvision", aux_weight=0.0, resolution=16, subset=8,
                                 val_size=16, augment="none", epochs=1, batch_size=8, lr=0.01, max_steps_per_epoch=1,
-                                out_dir=str(out), threads=1, extra={"eval_subset": 8, "run_eagerly": True})
+                                out_dir=str(out), threads=1, eval_subset=8, run_eagerly=True)
     base.update(kw)
     return TrainConfig(**base)
 

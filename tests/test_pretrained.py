@@ -96,7 +96,7 @@ def test_a_changed_file_or_another_architecture_is_refused(shipped: pretrained.W
 def test_export_writes_float16_weights_their_accuracy_and_an_entry(tmp_path: Path) -> None:
     require_fashion_mnist()
     cfg = T.TrainConfig(variant="bn", resolution=32, aux_weight=0.0, subset=64, val_size=32, batch_size=16, epochs=1,
-                        lr=0.01, threads=1, out_dir=str(tmp_path / "run"), extra={"eval_subset": 32})
+                        lr=0.01, threads=1, out_dir=str(tmp_path / "run"), eval_subset=32)
     T.train(cfg, verbose=False, test=True)
     w = pretrained.export(tmp_path / "run", "tiny", out_dir=tmp_path / "w", test_n=64)
     again = pretrained.get("tiny", tmp_path / "w")

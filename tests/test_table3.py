@@ -24,7 +24,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         out = tmp_path_factory.mktemp(f"s{seed}")
         cfg = T.TrainConfig(variant="bn", resolution=32, aux_weight=0.0, subset=64, val_size=32, batch_size=16,
                             epochs=1, lr=0.01, threads=1, seed=seed, ema=False, out_dir=str(out),
-                            extra={"eval_subset": 16})
+                            eval_subset=16)
         T.train(cfg, verbose=False)
         paths.append(out / T.LAST)
     return paths

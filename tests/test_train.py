@@ -48,7 +48,7 @@ def tiny(out: Path, **kw: Any) -> TrainConfig:
     One thread: on a loaded 2-core machine two OpenMP threads per process spin against each other (8x slower).
     """
     base: dict[str, Any] = dict(variant="bn", resolution=32, aux_weight=0.0, subset=128, val_size=64, batch_size=16,
-                                epochs=3, lr=0.01, augment="flip", out_dir=str(out), extra={"eval_subset": 32},
+                                epochs=3, lr=0.01, augment="flip", out_dir=str(out), eval_subset=32,
                                 threads=1)
     base.update(kw)
     return TrainConfig(**base)
@@ -169,7 +169,7 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path: Path, monkeypatch: 
     # warmup + cosine schedule (per-step lr) and EMA: everything that must continue exactly.
     kw = dict(variant="torchvision", resolution=16, aux_weight=0.3, subset=64, batch_size=16, epochs=2,
               max_steps_per_epoch=3, schedule="cosine", warmup_epochs=0.5, ema_decay=0.9, lr=0.02,
-              extra={"eval_subset": 16})
+              eval_subset=16)
     full = tiny(tmp_path / "full", **kw)
     T.train(full, verbose=False)
 
@@ -234,14 +234,24 @@ def test_wrong_architecture_or_config_is_refused_and_nothing_changes(run: dict[s
     assert {p.name: _sha(p) for p in out.iterdir()} == before
 
 
+def test_lr_at_follows_the_written_schedules() -> None:
+    """lr_at against hand-computed values: the paper's -4% every 8 epochs, a cosine to zero, a linear warmup."""
+    paper = TrainConfig(schedule="paper", lr=0.05, epochs=40)
+    assert [lr_at(paper, e) for e in (0, 7.99, 8, 16.5, 39)] == pytest.approx(
+        [0.05, 0.05, 0.048, 0.05 * 0.96 ** 2, 0.05 * 0.96 ** 4], rel=1e-12)
+    cosine = TrainConfig(schedule="cosine", lr=0.1, epochs=10, warmup_epochs=2)
+    assert [lr_at(cosine, e) for e in (1, 2, 6, 10)] == pytest.approx([0.05, 0.1, 0.05, 0.0], abs=1e-9)
+    assert lr_at(TrainConfig(schedule="constant", lr=0.3), 123) == 0.3
+
+
 @pytest.mark.parametrize(("field", "value", "match"), [
     ("variant", "inception_v3", "unknown variant 'inception_v3'"),
     ("dataset", "mnist", "unknown dataset 'mnist'"),
 ])
 def test_unknown_variant_or_dataset(tmp_path: Path, field: str, value: str, match: str) -> None:
-    cfg = tiny(tmp_path / "never", **{field: value})
+    """Refused when the config is made (before any trainer or file is touched)."""
     with pytest.raises(ValueError, match=match):
-        T.train(cfg)
+        tiny(tmp_path / "never", **{field: value})
     assert not (tmp_path / "never").exists()
 
 
@@ -320,7 +330,7 @@ def test_aux_ablation_control_arm_is_paired_with_the_aux_run(tmp_path: Path) -> 
     the heads reported but untrained; the first step's main loss is the same in both arms, the trunks then part."""
     require_fashion_mnist()
     kw: dict[str, Any] = dict(resolution=48, subset=32, val_size=16, epochs=1, max_steps_per_epoch=2, ema=False,
-                              extra={"eval_subset": 16})
+                              eval_subset=16)
     treated = T.train(tiny(tmp_path / "aux", aux_weight=0.3, **kw), verbose=False)
     control = T.train(tiny(tmp_path / "ctl", aux_weight=0.0, aux_heads=True, **kw), verbose=False)
     repro.seed_everything(0, 1)
@@ -425,6 +435,11 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     T.train(cfg, verbose=False)
     one = torch.load(tmp_path / "one" / T.LAST, weights_only=True)
     assert ddp["model"].keys() == one["model"].keys()
+    # Both trained: every weight tensor moved from the shared initial weights (a no-op run would match too).
+    repro.seed_everything(cfg.seed, threads=1)  # what the trainer does before it builds the model
+    init = T.build_model(cfg, num_classes=10, in_channels=1).state_dict()
+    moved = [k for k, v in one["model"].items() if v.is_floating_point() and not torch.equal(v, init[k])]
+    assert len(moved) == sum(v.is_floating_point() for v in init.values()), "some weights never moved"
     for k in one["model"]:
         assert_close(ddp["model"][k], one["model"][k], DDP_RTOL, k)
     for a, b in zip(ddp["history"], one["history"]):  # losses: 1e-7 relative observed
