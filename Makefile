@@ -54,7 +54,7 @@ outputs: setup
 
 # Chapters run as on Colab: a fresh venv with Colab's kind of packages, the install cell pointed at this checkout.
 colab-rehearsal: setup
-	bash .ci/colab_rehearsal.sh
+	bash .ci/colab_rehearsal.sh $(COLAB_REHEARSAL_ARGS)
 
 lint: setup
 	$(BIN)/ruff check inception_lib tests

@@ -13,6 +13,7 @@
 #   --install-from URL  what the install cell's git+https://... address becomes
 #                       (default: git+file://<this checkout>@<git rev-parse HEAD>: the committed code)
 #   --reuse-venv        keep an existing .venv-colab (reset to its base packages) instead of recreating it
+#   --venv-only         only (re)create .venv-colab, then stop (CI builds it while the library tests run)
 #   --keep DIR          write the executed notebooks into DIR (to look at their outputs)
 #   --no-compare        run the chapters without comparing their outputs with the stored ones
 #   CHAPTER             run only the notebooks whose file name starts with it (e.g. 03 05_gpu)
@@ -29,6 +30,7 @@ FMNIST_DIR=/usr/share/datasets/fashion-mnist
 NOTEBOOKS=$ROOT/book
 INSTALL_FROM=""
 REUSE=0
+VENV_ONLY=0
 KEEP=()
 COMPARE=(--compare "$ROOT/book/nbval_sanitize.cfg")
 CHAPTERS=()
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --notebooks) NOTEBOOKS=$(cd "$2" && pwd); shift 2 ;;
     --install-from) INSTALL_FROM=$2; shift 2 ;;
     --reuse-venv) REUSE=1; shift ;;
+    --venv-only) VENV_ONLY=1; shift ;;
     --no-compare) COMPARE=(); shift ;;
     --keep) mkdir -p "$2"; KEEP=(--keep "$(cd "$2" && pwd)"); shift 2 ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
@@ -75,6 +78,7 @@ else
   "$VENV/bin/python" -m pip freeze --all > "$VENV/colab-base.txt"
 fi
 echo "colab rehearsal: venv ready in $(( $(date +%s) - start )) s"
+[ "$VENV_ONLY" = 1 ] && exit 0
 
 # 2. The Fashion-MNIST mirror: a copy of the Debian files, served on a free port of 127.0.0.1.
 mkdir -p "$TMP/mirror" "$TMP/cache" "$TMP/jupyter/kernels/colab-rehearsal" "$TMP/ipython" "$TMP/mpl"

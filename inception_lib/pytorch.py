@@ -263,7 +263,7 @@ class GoogLeNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 if init == "caffe_xavier":
                     # Caffe's "xavier" filler: U(-a, a), a = sqrt(3 / fan_in); BVLC's conv bias 0.2.
-                    bound = math.sqrt(3.0 / nn.init._calculate_correct_fan(m.weight, "fan_in"))
+                    bound = math.sqrt(3.0 / m.weight[0].numel())  # fan in: input channels x kernel area
                     nn.init.uniform_(m.weight, -bound, bound)
                     if m.bias is not None:
                         nn.init.constant_(m.bias, 0.2 if isinstance(m, nn.Conv2d) else 0.0)

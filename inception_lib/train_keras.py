@@ -19,17 +19,21 @@ so a chapter can put a PyTorch run and a Keras run in one table. What is done, a
   is added to the gradient instead.
 * **Learning rate**: :class:`LrAtSchedule` is a Keras ``LearningRateSchedule`` that looks up
   :func:`inception_lib.config.lr_at` evaluated in Python at every step of the run, with PyTorch's argument
-  ``epoch + i / steps_per_epoch``: the same numbers (rounded to float32), no per-batch Python.
-* **Polyak averaging** through Keras's own ``use_ema=True, ema_momentum=cfg.ema_decay``: the first step copies
-  the weights, then ``avg += (1 - d) * (w - avg)`` after every step, which is the update (``lerp``) of
-  ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``. Keras averages the trainable
-  variables only; PyTorch's ``AveragedModel(use_buffers=True)`` also averages the BatchNorm running
-  statistics, so :class:`TorchSGD` averages the BatchNorm moving mean / variance in the same step (same
-  formula, same first-step copy). ``val_acc_ema`` is measured by copying the averages into the model
+  ``epoch + i / steps_per_epoch``: the same numbers (rounded to float32; exact float64 values for a float64 model,
+  ``precision="fp64"``), no per-batch Python.
+* **Polyak averaging** in :class:`TorchSGD` itself (``ema_decay=cfg.ema_decay``), not Keras's ``use_ema``: after
+  every step, ``avg += w * (var - avg)`` with ``w = 1`` at the first step (a copy) and ``1 - d`` after, which is the
+  update (``lerp``) of ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``, for the trainable
+  variables *and* the BatchNorm moving mean / variance (``AveragedModel(use_buffers=True)``; Keras's EMA averages
+  the trainable variables only). The averages are optimizer variables, so checkpoints carry them and a resume
+  continues them exactly. ``val_acc_ema`` is measured by copying the averages into the model
   (:func:`ema_weights`), evaluating, and copying the raw values back: exact, values are copied, never
-  recomputed, and the averages are never written. Keras's ``fit`` normally overwrites the model with the
-  averages when it returns (``finalize_variable_values``); :class:`TorchSGD` turns that off, so the model
-  always holds the trained weights, as in PyTorch, and the averages live in the optimizer (and checkpoints).
+  recomputed, and the averages are never written. The model always holds the trained weights, as in PyTorch.
+* **Public Keras / TF API only** (Keras is not pinned on Colab, and private attributes change without notice):
+  :class:`TorchSGD` uses the documented optimizer hooks (``build`` with ``add_variable_from_reference``,
+  ``update_step``, ``apply``) and finds a variable's slots through its own map (``variable.path`` and
+  ``tf.Variable.ref()`` of every replica's copy, from ``strategy.experimental_local_results``);
+  ``tests/test_public_apis.py`` fails on private use.
 * **Checkpoints** (``last.keras`` every epoch, ``best.keras`` at the best ``val_acc``, a hard link to that
   epoch's ``last.keras`` where the filesystem allows): Keras's own archive (``model.save``: architecture,
   weights, compile config and the optimizer state: momentum buffers, EMA, ``iterations``), plus an
@@ -44,8 +48,10 @@ so a chapter can put a PyTorch run and a Keras run in one table. What is done, a
   last good checkpoint and the history stay as they were at the end of the last good epoch.
 * **Devices**: several visible GPUs -> ``tf.distribute.MirroredStrategy`` (``batch_size`` is the global batch,
   as under torchrun; BatchNorm statistics are per replica). ``cfg.compile`` -> XLA (``jit_compile=True``).
-  ``cfg.deterministic`` -> TF op determinism, via :func:`inception_lib.repro.seed_everything` (restored
-  afterwards).
+  ``cfg.deterministic`` -> TF op determinism, via :func:`inception_lib.repro.seed_everything`
+  (``tf.config.experimental.enable_op_determinism``). TF has no public way to read or undo it, so it stays on
+  for the rest of the process; a later ``deterministic=False`` run in the same process warns that it still runs
+  deterministic kernels.
 * **Precision** (``cfg.precision``, resolved once by :func:`choose_precision`, the PyTorch trainer's rule, and
   recorded under ``"precision"`` in history.json and the checkpoint metadata): a Keras dtype policy for the
   model. ``"auto"`` = ``bf16`` on a GPU of compute capability >= 8.0 (``tf.config.experimental.
@@ -60,11 +66,9 @@ history and clock exactly, but not the data order (tf.data reshuffles from a cou
 restarts; the resumed part is seeded with ``seed + start_epoch`` so it does not replay epoch 1's order).
 Keras computes BatchNorm's moving variance from the biased batch variance (PyTorch: unbiased).
 
-Settings without a TrainConfig field go in ``cfg.extra`` (as for PyTorch): ``eval_subset``,
-``eval_batch_size``, ``split_seed``, ``download``, plus Keras-only ``run_eagerly`` (no graph tracing: the
-first graph-mode step of GoogLeNet takes ~35 s of CPU to trace, so the CPU tests run eagerly) and
-``devices`` (an explicit device list for MirroredStrategy, e.g. ``["CPU:0", "CPU:1"]`` after splitting the
-CPU into logical devices).
+Two TrainConfig fields are for Keras only: ``run_eagerly`` (no graph tracing: the first graph-mode step of
+GoogLeNet takes ~35 s of CPU to trace, so the CPU tests run eagerly) and ``devices`` (an explicit device list for
+MirroredStrategy, e.g. ``["CPU:0", "CPU:1"]`` after splitting the CPU into logical devices).
 
 Import torch / torchvision (if used at all) before this module: tensorflow first aborts torchvision.
 """
@@ -94,9 +98,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from inception_lib import keras as keras_lib  # noqa: E402  (also registers the custom layers)
 from inception_lib import repro, runfiles, spec  # noqa: E402
 from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at, resolve_precision  # noqa: E402
-from inception_lib.keras import GoogLeNet, inference_model  # noqa: E402  (also registers the custom layers)
+from inception_lib.keras import GoogLeNet, inference_model  # noqa: E402
 from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
 from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointError  # re-exported
 from inception_lib.runfiles import atomic_file as _atomic_file
@@ -171,8 +176,13 @@ class LrAtSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return float(self.table[min(max(int(step), 0), len(self.table) - 1)])
 
     def __call__(self, step: Any) -> Any:
+        return self.at(step, "float32")
+
+    def at(self, step: Any, dtype: str = "float32") -> Any:
+        """The rate at ``step`` as a ``dtype`` tensor: :class:`TorchSGD` asks for float64 when it updates a float64
+        variable (``precision="fp64"``), so that the rate is PyTorch's exactly, not its float32 rounding."""
         with np.errstate(over="ignore"):  # a diverging config may ask for more than float32 holds: inf
-            table = ops.convert_to_tensor(self.table.astype(np.float32))
+            table = ops.convert_to_tensor(self.table.astype(dtype))
         index = ops.clip(ops.cast(step, "int32"), 0, len(self.table) - 1)
         return ops.take(table, index)
 
@@ -180,16 +190,20 @@ class LrAtSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"config": self.config.to_dict(), "steps_per_epoch": self.steps_per_epoch}
 
 
-class _Untracked:
-    """Holds model variables inside the optimizer without Keras tracking them as optimizer variables."""
+class _ModelRefs:
+    """Model variables the optimizer reads (for the averages) but must not own: Keras tracks every
+    ``keras.Variable`` assigned to an optimizer attribute as an optimizer variable (saved with its state), and
+    a plain object is not looked into."""
 
-    def __init__(self, items: Sequence[Any]) -> None:
-        self.items = list(items)
+    def __init__(self) -> None:
+        self.trainable: list[Any] = []
+        self.buffers: list[Any] = []
+        self.index: dict[Any, int] = {}
 
 
 @keras.saving.register_keras_serializable(package="inception_lib")
-class TorchSGD(keras.optimizers.SGD):
-    """``torch.optim.SGD`` (momentum, dampening 0, coupled L2 weight decay) as a Keras optimizer.
+class TorchSGD(keras.optimizers.Optimizer):
+    """``torch.optim.SGD`` (momentum, dampening 0, coupled L2 weight decay) as a Keras optimizer, with PyTorch's EMA.
 
     Update per variable, with ``g`` the gradient: ``g += l2 * w`` when the variable has ``ndim > 1``
     (kernels and weight matrices; not biases or BatchNorm scales); ``buf = momentum * buf + g``;
@@ -197,83 +211,139 @@ class TorchSGD(keras.optimizers.SGD):
     velocity and decays weights *decoupled*; with a changing learning rate or weight decay those give
     different trajectories, so the buffers here mean exactly what PyTorch's ``momentum_buffer`` means.
 
-    With ``use_ema=True`` the BatchNorm moving statistics given to :meth:`average_buffers` are averaged along
-    with the weights (PyTorch ``AveragedModel(use_buffers=True)``), and :meth:`finalize_variable_values` does
-    nothing: the model keeps its trained weights when ``fit`` returns; the averages stay in the optimizer.
+    ``ema_decay`` (None: no averages): after every applied step, ``avg += w * (var - avg)`` with ``w = 1`` at the
+    first step (a copy) and ``1 - ema_decay`` after, ``w`` in the variable's dtype: the update of
+    ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``. Averaged: every trainable variable the
+    optimizer is built with, and the non-trainable variables given to :meth:`average_buffers` (BatchNorm moving
+    statistics: ``AveragedModel(use_buffers=True)``). The averages are optimizer variables (so ``model.save`` and
+    ``load_weights`` carry them); the model always holds the trained weights (:func:`ema_weights` swaps them in).
+
+    Built only on Keras's public optimizer hooks (``build`` with ``add_variable_from_reference``, ``update_step``,
+    ``apply``); Keras's own ``use_ema`` and ``weight_decay`` are not used. The optimizer variables are, in order:
+    ``iterations``, the weight averages, the momentum buffers, the BatchNorm averages (the order of the earlier
+    ``keras.optimizers.SGD`` subclass with Keras's EMA, so its checkpoints load into this one).
     """
 
     def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 l2: float = 0.0, **kwargs: Any) -> None:
-        kwargs.pop("weight_decay", None)  # decoupled decay is exactly what this class replaces
-        super().__init__(learning_rate=learning_rate, momentum=float(momentum), nesterov=nesterov, **kwargs)
+                 l2: float = 0.0, ema_decay: Optional[float] = None, **kwargs: Any) -> None:
+        # Keys of configs saved by the earlier SGD-based TorchSGD, so that those .keras files still deserialize.
+        kwargs.pop("weight_decay", None)
+        use_ema = kwargs.pop("use_ema", False)
+        ema_momentum = kwargs.pop("ema_momentum", None)
+        kwargs.pop("ema_overwrite_frequency", None)
+        if ema_decay is None and use_ema:
+            ema_decay = 0.99 if ema_momentum is None else ema_momentum
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         if l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {l2}")
+        if ema_decay is not None and not 0.0 <= ema_decay <= 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1] or None, got {ema_decay}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
         self.l2 = float(l2)
-        self._buffer_refs = _Untracked([])
-        self._buffer_averages: list[Any] = []
+        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        self.schedule = learning_rate if isinstance(learning_rate, LrAtSchedule) else None
+        self.momentums: list[Any] = []
+        self.averages: list[Any] = []
+        self.buffer_averages: list[Any] = []
+        self.model_refs = _ModelRefs()
 
     def average_buffers(self, variables: Sequence[Any]) -> None:
         """Also average these non-trainable variables (BatchNorm moving stats); call before ``build``."""
         if self.built:
             raise RuntimeError("average_buffers must be called before the optimizer is built")
-        self._buffer_refs = _Untracked(variables)
+        self.model_refs.buffers = list(variables)
 
     @property
     def buffer_variables(self) -> list[Any]:
         """The model variables whose averages :attr:`buffer_averages` holds."""
-        return list(self._buffer_refs.items)
+        return list(self.model_refs.buffers)
 
-    @property
-    def buffer_averages(self) -> list[Any]:
-        return list(self._buffer_averages)
+    def average_pairs(self) -> list[tuple[Any, Any]]:
+        """(model variable, its average) for every averaged variable: weights, then BatchNorm buffers."""
+        if self.ema_decay is None:
+            return []
+        return list(zip(self.model_refs.trainable, self.averages)) + list(zip(self.model_refs.buffers,
+                                                                               self.buffer_averages))
 
     def build(self, variables: Sequence[Any]) -> None:
         if self.built:
             return
+        import tensorflow as tf
+
         super().build(variables)
-        if self.use_ema and self._buffer_refs.items:
-            # Created last: the optimizer variables of a plain Keras SGD come first, in their usual order.
-            self._buffer_averages = [self.add_variable_from_reference(v, name="average")
-                                     for v in self._buffer_refs.items]
+        refs = self.model_refs
+        refs.trainable = list(variables)
+        # update_step gets the backend variable (under tf.distribute: one replica's copy of it), not the
+        # keras.Variable: every form is mapped to the variable's position.
+        strategy = tf.distribute.get_strategy()
+        for i, v in enumerate(refs.trainable):
+            if isinstance(v, keras.Variable):
+                refs.index[v.path] = i
+                v = v.value
+            refs.index[v.ref()] = i
+            for local in strategy.experimental_local_results(v):
+                refs.index[local.ref()] = i
+        if self.ema_decay is not None:
+            self.averages = [self.add_variable_from_reference(v, name="average") for v in refs.trainable]
+        if self.momentum != 0:
+            self.momentums = [self.add_variable_from_reference(v, name="momentum") for v in refs.trainable]
+        if self.ema_decay is not None:
+            self.buffer_averages = [self.add_variable_from_reference(v, name="average") for v in refs.buffers]
+
+    def variable_index(self, variable: Any) -> int:
+        """The position of ``variable`` (a keras.Variable, or the backend variable update_step gets) in ``build``'s list."""
+        key = variable.path if isinstance(variable, keras.Variable) else variable.ref()
+        try:
+            return self.model_refs.index[key]
+        except KeyError:
+            raise KeyError(f"{self.name}: {getattr(variable, 'name', variable)} is not a variable this optimizer was "
+                           "built with (build it inside the distribution strategy's scope)") from None
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        lr = ops.cast(learning_rate, variable.dtype)
-        g = ops.cast(gradient, variable.dtype)
+        # Python constants become tensors *of the variable's dtype* (ops.cast(0.9, "float64") would go through a
+        # float32 constant: 0.8999999761581421), and a float64 variable gets the float64 learning rate.
+        dtype = keras.backend.standardize_dtype(variable.dtype)
+        if dtype == "float64" and self.schedule is not None:
+            learning_rate = self.schedule.at(self.iterations, "float64")
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
         if self.l2 and len(variable.shape) > 1:
-            g = ops.add(g, ops.multiply(ops.cast(self.l2, variable.dtype), variable))
+            g = ops.add(g, ops.multiply(ops.convert_to_tensor(self.l2, dtype=dtype), variable))
         if self.momentum != 0:
-            buf = self.momentums[self._get_variable_index(variable)]
-            mom = ops.cast(self.momentum, variable.dtype)
+            buf = self.momentums[self.variable_index(variable)]
+            mom = ops.convert_to_tensor(self.momentum, dtype=dtype)
             self.assign(buf, ops.add(ops.multiply(buf, mom), g))  # PyTorch's first step (buf = g) included
             step = ops.add(g, ops.multiply(buf, mom)) if self.nesterov else buf
         else:
             step = g
         self.assign_sub(variable, ops.multiply(step, lr))
 
-    def _update_model_variables_moving_average(self, trainable_variables: Sequence[Any]) -> None:
-        """``avg += (1 - d) * (w - avg)`` (PyTorch's ``lerp``), with d = 0 at the first step (a copy: avg starts at 0).
-
-        Replaces Keras's ``avg = d * avg + (1 - d) * w`` (the same value up to rounding) to use three ops per
-        variable instead of eight, and covers the BatchNorm buffers registered with :meth:`average_buffers`.
-        """
-        if not self.use_ema:
+    def apply(self, grads: Any, trainable_variables: Any = None) -> None:
+        """Keras's step (all-reduce, ``update_step`` for every variable, ``iterations += 1``), then the averages."""
+        if self.ema_decay is None or len(grads) == 0:
+            super().apply(grads, trainable_variables)
             return
-        pairs = [(v, a) for v, a in zip(trainable_variables, self._model_variables_moving_average) if a is not None]
-        pairs += list(zip(self._buffer_refs.items, self._buffer_averages))
-        weight = ops.where(ops.equal(self.iterations, 0), 1.0, 1.0 - float(self.ema_momentum))
+        first = ops.equal(self.iterations, 0)  # read before the step counts itself
+        super().apply(grads, trainable_variables)
         weights: dict[str, Any] = {}
-        for var, average in pairs:
-            dtype = str(var.dtype)
-            if dtype not in weights:
-                weights[dtype] = ops.cast(weight, var.dtype)
-            average.assign_add(ops.multiply(ops.subtract(var, average), weights[dtype]))
+        for var, average in self.average_pairs():
+            dtype = keras.backend.standardize_dtype(var.dtype)
+            if dtype not in weights:  # 1 - d in the variable's dtype (a float32 0.1 would be 0.10000000149)
+                weights[dtype] = ops.where(first, ops.convert_to_tensor(1.0, dtype=dtype),
+                                           ops.convert_to_tensor(1.0 - self.ema_decay, dtype=dtype))
+            # avg += w * (var - avg), PyTorch's lerp. Under MirroredStrategy this runs per replica, on that
+            # replica's copies (the averages are created with aggregation "none").
+            self.assign_add(average, ops.multiply(ops.subtract(var, average), weights[dtype]))
 
     def load_own_variables(self, store: Any) -> None:
         """Keras's loader, plus: a state saved *with* BatchNorm-buffer averages loads into an optimizer built
         without them (``keras.saving.load_model`` cannot know the buffers): the buffer averages, stored last,
         are left out with a warning, and everything else (iterations, momentum, weight averages) loads."""
         saved, own = len(store.keys()), len(self.variables)
-        if self.use_ema and not self._buffer_averages and own > 0 and saved > own:
+        if self.ema_decay is not None and not self.buffer_averages and own > 0 and saved > own:
             import warnings
 
             for i, variable in enumerate(self.variables):
@@ -284,14 +354,12 @@ class TorchSGD(keras.optimizers.SGD):
             return
         super().load_own_variables(store)
 
-    def finalize_variable_values(self, var_list: Sequence[Any]) -> None:
-        """Keep the trained weights in the model (Keras would copy the EMA in); see the class docstring."""
-        return None
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"l2": self.l2})
-        config.pop("weight_decay", None)
+        for key in ("weight_decay", "use_ema", "ema_momentum", "ema_overwrite_frequency"):  # not used, see above
+            config.pop(key, None)
+        config.update({"momentum": self.momentum, "nesterov": self.nesterov, "l2": self.l2,
+                       "ema_decay": self.ema_decay})
         return config
 
 
@@ -325,11 +393,8 @@ class SparseCrossEntropy(keras.losses.Loss):
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> TorchSGD:
     """PyTorch's SGD (momentum, Nesterov, coupled L2 on kernels) driven by ``lr_at``; EMA when ``cfg.ema``."""
-    kwargs: dict[str, Any] = {}
-    if cfg.ema:
-        kwargs.update(use_ema=True, ema_momentum=float(cfg.ema_decay))
     return TorchSGD(LrAtSchedule(cfg, steps_per_epoch), momentum=float(cfg.momentum), nesterov=cfg.nesterov,
-                    l2=float(cfg.weight_decay), **kwargs)
+                    l2=float(cfg.weight_decay), ema_decay=float(cfg.ema_decay) if cfg.ema else None)
 
 
 def _bn_buffers(model: keras.Model) -> list[Any]:
@@ -355,8 +420,9 @@ def architecture(cfg: TrainConfig, num_classes: int, in_channels: int, image_siz
 
 
 def _model_architecture(model: keras.Model) -> dict[str, Any]:
-    ic = getattr(model, "inception_config", None)
-    if not ic:
+    try:
+        ic = keras_lib.architecture(model)
+    except ValueError:
         return {"family": type(model).__name__}
     return _json_normal({"family": "googlenet", "variant": dataclasses.asdict(ic["variant"]),
                          "num_classes": ic["num_classes"], "in_channels": ic["in_channels"],
@@ -429,13 +495,10 @@ def ema_weights(model: keras.Model, optimizer: Optional[TorchSGD] = None) -> Ite
     """
     opt = optimizer if optimizer is not None else model.optimizer
     opt = getattr(opt, "inner_optimizer", opt)  # fp16: the TorchSGD inside the LossScaleOptimizer
-    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
-    if not getattr(opt, "use_ema", False) or not averages:
+    pairs = opt.average_pairs() if isinstance(opt, TorchSGD) else []
+    if not pairs:
         yield False
         return
-    pairs = [(v, a) for v, a in zip(opt._trainable_variables, averages) if a is not None]
-    if isinstance(opt, TorchSGD):
-        pairs += list(zip(opt.buffer_variables, opt.buffer_averages))
     saved = [ops.convert_to_numpy(v) for v, _ in pairs]
     try:
         for v, a in pairs:
@@ -487,7 +550,7 @@ def _load_state(model: keras.Model, path: Path) -> None:
 
     ``model.load_weights(path.keras)`` would read the HDF5 file through the zip archive with thousands of
     small seeks (10 s here for GoogLeNet); one sequential copy to a temporary ``.weights.h5`` is much faster
-    and loads the same state (Keras's ``_load_state`` walks model and optimizer either way).
+    and loads the same state (Keras walks model and optimizer either way).
     """
     with tempfile.TemporaryDirectory(prefix="inception_lib_ckpt_") as tmpdir:
         weights = Path(tmpdir) / "state.weights.h5"
@@ -555,9 +618,7 @@ def load_checkpoint(path: Union[str, Path], model: Optional[keras.Model] = None,
         if not cfg.ema:
             raise ValueError(f"{path} has no EMA weights (trained with ema=False)")
         optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # fp16: the TorchSGD inside
-        pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
-        pairs += list(zip(optimizer.buffer_variables, optimizer.buffer_averages))
-        for v, a in pairs:
+        for v, a in optimizer.average_pairs():
             v.assign(a)
     return model, meta
 
@@ -629,9 +690,8 @@ def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Unio
         raise ValueError(f"crops must be one of {E.SCHEMES}, got {crops!r}")
     model, meta = load_checkpoint(path, weights=weights)
     cfg = TrainConfig.from_dict(meta["config"])
-    extra = {**cfg.extra, **({"eval_subset": eval_subset} if eval_subset else {}),
-             **({"eval_batch_size": batch_size} if batch_size else {})}
-    cfg = dataclasses.replace(cfg, extra=extra, data_root=data_root if data_root is not None else cfg.data_root)
+    cfg = dataclasses.replace(cfg, eval_subset=eval_subset or cfg.eval_subset,
+                              eval_batch_size=batch_size or cfg.eval_batch_size, data_root=data_root or cfg.data_root)
     num_classes = int(meta["architecture"]["num_classes"])
     if crops != "1":
         from inception_lib import convert
@@ -827,7 +887,7 @@ def choose_precision(cfg: TrainConfig, uses_gpu: bool, bf16_native: bool) -> dic
 def _strategy(cfg: TrainConfig, bf16_native: Optional[bool] = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(distribution strategy, hardware facts, precision record) for ``cfg.device``.
 
-    More than one visible GPU (or an explicit ``cfg.extra["devices"]`` list) -> MirroredStrategy over them;
+    More than one visible GPU (or an explicit ``cfg.devices`` list) -> MirroredStrategy over them;
     otherwise the default strategy, on the GPU if there is one (``device="cpu"`` pins everything to the CPU).
     ``bf16_native`` None asks the GPUs used (:func:`_gpu_bf16_native`); tests force True / False.
     """
@@ -840,7 +900,7 @@ def _strategy(cfg: TrainConfig, bf16_native: Optional[bool] = None) -> tuple[Any
     if device not in ("auto", "cpu") and not gpus:
         raise RuntimeError(f"device {device!r} asked for, but TensorFlow sees no GPU; use device='auto' or 'cpu'")
     hardware = dict(repro.hardware())
-    explicit = cfg.extra.get("devices")
+    explicit = cfg.devices
     if explicit:
         strategy = tf.distribute.MirroredStrategy(devices=list(explicit))
         where = ",".join(explicit)
@@ -960,28 +1020,33 @@ def train(cfg: TrainConfig, *, resume: bool = False, datasets: Optional[Mapping[
         check_architecture(meta["architecture"], arch, where=ckpt_path)
         _check_resume_config(meta["config"], cfg, ckpt_path)
 
-    det_before = _op_determinism()
-    try:
-        return _train(cfg, dcfg, arch, out, ckpt_path, meta, datasets=datasets, test=test, progress=progress,
-                      verbose=verbose)
-    finally:
-        _op_determinism(det_before)
+    _note_op_determinism(cfg.deterministic)
+    return _train(cfg, dcfg, arch, out, ckpt_path, meta, datasets=datasets, test=test, progress=progress,
+                  verbose=verbose)
 
 
-def _op_determinism(value: Optional[bool] = None) -> Optional[bool]:
-    """Read (and with ``value``, set) TF op determinism, so a deterministic run does not leak the setting.
+_deterministic_run_seen = False
+"""Whether a ``deterministic=True`` run of this module has switched TF op determinism on in this process."""
 
-    TF exports only ``enable_op_determinism``; reading and disabling use ``tensorflow.python.framework.config``
-    (present in TF 2.9+). Without it nothing is restored (returns None).
+
+def _note_op_determinism(deterministic: bool) -> None:
+    """TF op determinism is process-wide and one-way, so say so when it outlives the run that asked for it.
+
+    ``cfg.deterministic`` switches it on (:func:`inception_lib.repro.seed_everything`, with
+    ``tf.config.experimental.enable_op_determinism``, TF's only public switch: TF exports no way to read it or to
+    turn it off). It stays on for the rest of the process: a later ``deterministic=False`` run in the same process
+    gets a warning that it still runs deterministic kernels (the same results; slower on a GPU, where some ops
+    have none). Start a new process to train without it.
     """
-    try:
-        from tensorflow.python.framework import config as tf_config
-    except ImportError:  # pragma: no cover - other TF builds
-        return None
-    now = bool(tf_config.is_op_determinism_enabled())
-    if value is not None and value != now:
-        (tf_config.enable_op_determinism if value else tf_config.disable_op_determinism)()
-    return now
+    global _deterministic_run_seen
+    if deterministic:
+        _deterministic_run_seen = True
+    elif _deterministic_run_seen:
+        import warnings
+
+        warnings.warn("deterministic=False, but TensorFlow op determinism is still on from an earlier "
+                      "deterministic=True run in this process (TensorFlow has no public way to turn it off): this run "
+                      "uses deterministic kernels; start a new process to train without them", stacklevel=3)
 
 
 def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_path: Path,
@@ -1006,7 +1071,7 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
     if meta is not None and int(meta["steps_per_epoch"]) != n_steps:
         raise ValueError(f"cannot resume {ckpt_path}: it was trained with {meta['steps_per_epoch']} steps per epoch, "
                          f"this data gives {n_steps}")
-    eager = bool(cfg.extra.get("run_eagerly", False))
+    eager = cfg.run_eagerly
 
     with strategy.scope():
         model = build_model(cfg, arch["num_classes"], channels, size, dtype_policy=policy)

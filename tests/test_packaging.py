@@ -88,7 +88,7 @@ def _prerequisites(makefile: str, target: str) -> list[str]:
 
 def _runs(ci: str, target: str) -> bool:
     """.ci/run runs `make <target>`, directly or through its step helper (`step <target>`)."""
-    return re.search(rf"^\s*(make|step)\s+{re.escape(target)}\b", ci, re.M) is not None
+    return re.search(rf"^\s*(make|step)\s+{re.escape(target)}(?=\s|$)", ci, re.M) is not None
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
