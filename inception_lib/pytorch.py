@@ -172,16 +172,8 @@ class InceptionAux(nn.Module):
 
 def architecture(model: GoogLeNet) -> dict:
     """What identifies a GoogLeNet's architecture (stored in checkpoints, compared on load)."""
-    import dataclasses
-
-    return {
-        "family": "googlenet",
-        "variant": dataclasses.asdict(model.variant),
-        "num_classes": model.num_classes,
-        "in_channels": model.in_channels,
-        "aux_logits": model.aux_logits,
-        "image_size": list(model.image_size),
-    }
+    return spec.architecture_record(model.variant, model.num_classes, model.in_channels, model.aux_logits,
+                                    model.image_size)
 
 
 class GoogLeNet(nn.Module):

@@ -191,6 +191,26 @@ def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any], wh
             f"{arch_summary(current)}. Differences: " + "; ".join(diffs))
 
 
+def preflight(cfg: TrainConfig, framework: str, last: str, *, resume: bool, overwrite: bool) -> tuple[Any, Path, Path]:
+    """The checks both trainers make before they touch anything: ``(data config, out_dir, last checkpoint)``.
+
+    Refuses another framework's config, bad data options (ValueError), ``resume`` without a checkpoint
+    (FileNotFoundError) and a new run over an old one without ``overwrite`` (FileExistsError).
+    """
+    if cfg.framework != framework:
+        other = "inception_lib.train.train" if cfg.framework == "pytorch" else "inception_lib.train_keras.train"
+        raise ValueError(f"cfg.framework is {cfg.framework!r}: use {other} for it (or set framework={framework!r})")
+    dcfg = data_config(cfg)
+    out = Path(cfg.out_dir)
+    ckpt_path = out / last
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"resume=True but there is no checkpoint {ckpt_path}; train without resume first")
+    if not resume and not overwrite and ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass resume=True to continue it, "
+                              "overwrite=True to start again there, or choose another out_dir")
+    return dcfg, out, ckpt_path
+
+
 def check_resume_config(stored: Mapping[str, Any], cfg: TrainConfig, where: Path) -> None:
     """Refuse to resume with a config that differs outside :data:`RESUMABLE_CHANGES`."""
     now = json_normal(cfg.to_dict())

@@ -294,3 +294,12 @@ def get_variant(variant: Union[str, Variant] = "paper", **overrides: object) -> 
     if unknown:
         raise ValueError(f"unknown Variant field(s) {unknown}; fields are {sorted(names)}")
     return dataclasses.replace(base, **overrides)
+
+
+def architecture_record(variant: Variant, num_classes: int, in_channels: int, aux_logits: bool,
+                        image_size: Union[int, tuple[int, int]]) -> dict:
+    """What identifies a GoogLeNet: the dict both frameworks' checkpoints store and compare on load (JSON types)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    v = {k: list(x) if isinstance(x, tuple) else x for k, x in dataclasses.asdict(variant).items()}
+    return {"family": "googlenet", "variant": v, "num_classes": int(num_classes), "in_channels": int(in_channels),
+            "aux_logits": bool(aux_logits), "image_size": [int(h), int(w)]}

@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from inception_lib import distributed as D
-from inception_lib import repro, runfiles, spec
+from inception_lib import repro, runfiles
 from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at, resolve_precision
 from inception_lib.pytorch import GoogLeNet, architecture
 from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
@@ -470,19 +470,7 @@ def train(cfg: TrainConfig, *, model: Optional[nn.Module] = None, loaders: Optio
         NonFiniteLossError: the loss became NaN / inf (epoch and step named; files untouched since the last
             good epoch).
     """
-    if cfg.framework != "pytorch":
-        raise ValueError(f"cfg.framework is {cfg.framework!r}: use inception_lib.train_keras.train for Keras")
-    spec.get_variant(cfg.variant)  # unknown variant -> ValueError before anything is touched
-    dcfg = data_config(cfg)  # unknown dataset / bad data options -> ValueError
-    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
-        raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {cfg.max_steps_per_epoch}")
-    out = Path(cfg.out_dir)
-    ckpt_path = out / LAST
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"resume=True but there is no checkpoint {ckpt_path}; train without resume first")
-    if not resume and not overwrite and ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass resume=True to continue it, "
-                              "overwrite=True to start again there, or choose another out_dir")
+    dcfg, out, ckpt_path = runfiles.preflight(cfg, "pytorch", LAST, resume=resume, overwrite=overwrite)
 
     env = D.env_info()
     device = resolve_device(cfg.device, env.local_rank)

@@ -107,7 +107,6 @@ from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointEr
 from inception_lib.runfiles import atomic_file as _atomic_file
 from inception_lib.runfiles import atomic_text as _atomic_text
 from inception_lib.runfiles import check_resume_config as _check_resume_config
-from inception_lib.runfiles import json_normal as _json_normal
 from inception_lib.runfiles import versions as _versions
 from inception_lib.runfiles import write_history as _write_history
 
@@ -413,10 +412,8 @@ def _bn_buffers(model: keras.Model) -> list[Any]:
 
 def architecture(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
     """What identifies the network (the PyTorch trainer's dict, so the two frameworks' checkpoints compare)."""
-    v = spec.get_variant(cfg.variant, dropout=cfg.dropout)
-    return _json_normal({"family": "googlenet", "variant": dataclasses.asdict(v), "num_classes": int(num_classes),
-                         "in_channels": int(in_channels), "aux_logits": cfg.aux_logits,
-                         "image_size": [int(image_size), int(image_size)]})
+    return spec.architecture_record(spec.get_variant(cfg.variant, dropout=cfg.dropout), num_classes, in_channels,
+                                    cfg.aux_logits, image_size)
 
 
 def _model_architecture(model: keras.Model) -> dict[str, Any]:
@@ -424,9 +421,8 @@ def _model_architecture(model: keras.Model) -> dict[str, Any]:
         ic = keras_lib.architecture(model)
     except ValueError:
         return {"family": type(model).__name__}
-    return _json_normal({"family": "googlenet", "variant": dataclasses.asdict(ic["variant"]),
-                         "num_classes": ic["num_classes"], "in_channels": ic["in_channels"],
-                         "aux_logits": ic["aux_logits"], "image_size": list(ic["image_size"])})
+    return spec.architecture_record(ic["variant"], ic["num_classes"], ic["in_channels"], ic["aux_logits"],
+                                    ic["image_size"])
 
 
 @contextlib.contextmanager
@@ -997,20 +993,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, datasets: Optional[Mapping[
         NonFiniteLossError: the loss became NaN / inf (epoch and step named; files untouched since the last
             good epoch).
     """
-    if cfg.framework != "keras":
-        raise ValueError(f"cfg.framework is {cfg.framework!r}: set framework='keras' (or use inception_lib.train.train "
-                         "for PyTorch)")
-    spec.get_variant(cfg.variant)  # unknown variant -> ValueError before anything is touched
-    dcfg = data_config(cfg)  # unknown dataset / bad data options -> ValueError
-    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
-        raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {cfg.max_steps_per_epoch}")
-    out = Path(cfg.out_dir)
-    ckpt_path = out / LAST
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"resume=True but there is no checkpoint {ckpt_path}; train without resume first")
-    if not resume and not overwrite and ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass resume=True to continue it, "
-                              "overwrite=True to start again there, or choose another out_dir")
+    dcfg, out, ckpt_path = runfiles.preflight(cfg, "keras", LAST, resume=resume, overwrite=overwrite)
     num_classes, channels, size = dcfg.num_classes, dcfg.image_channels, dcfg.image_size
     arch = architecture(cfg, num_classes, channels, size)
     meta: Optional[dict[str, Any]] = None
