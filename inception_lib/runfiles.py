@@ -191,6 +191,24 @@ def check_architecture(stored: Mapping[str, Any], current: Mapping[str, Any], wh
             f"{arch_summary(current)}. Differences: " + "; ".join(diffs))
 
 
+def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    """The one summary line per epoch that both trainers print."""
+    def f(v: Any, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return (f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  train loss {f(row['train_loss'])} "
+            f"acc {f(row['train_acc'])}  val loss {f(row['val_loss'])} acc {f(row['val_acc'])} "
+            f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
+
+
+def new_run_folder(out: Path, *checkpoints: str) -> None:
+    """Make ``out`` for a run that starts afresh: an old run's checkpoints go (``overwrite``), so that none of
+    them can pose as the new run's; its config and history are rewritten by the trainer."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in checkpoints:
+        (out / name).unlink(missing_ok=True)
+
+
 def preflight(cfg: TrainConfig, framework: str, last: str, *, resume: bool, overwrite: bool) -> tuple[Any, Path, Path]:
     """The checks both trainers make before they touch anything: ``(data config, out_dir, last checkpoint)``.
 

@@ -74,6 +74,7 @@ from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, N
 from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointError  # re-exported
 from inception_lib.runfiles import atomic_write as _atomic_write
 from inception_lib.runfiles import check_resume_config as _check_resume_config
+from inception_lib.runfiles import epoch_line as _epoch_line
 from inception_lib.runfiles import json_normal as _json_normal
 from inception_lib.runfiles import versions as _versions
 from inception_lib.runfiles import write_config as _write_config
@@ -564,9 +565,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
 
     if info.is_main and state is None:  # a resumed run changes nothing on disk before its first new epoch
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in (LAST, BEST):  # overwrite=True: no checkpoint of the old run may pose as this one's
-            (out / stale).unlink(missing_ok=True)
+        runfiles.new_run_folder(out, LAST, BEST)
         _write_config(out, cfg)
         _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
     D.barrier(info)
@@ -705,15 +704,6 @@ def _previous_test(out: Path, epoch: int) -> Optional[dict[str, Any]]:
 def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
     """Atomic ``torch.save`` (a module-level function so tests can interrupt a run right after it)."""
     _atomic_write(path, lambda f: torch.save(ckpt, f))
-
-
-def _epoch_line(row: Mapping[str, Any], epochs: int) -> str:
-    def f(v: Any, fmt: str = ".4f") -> str:
-        return "-" if v is None else format(v, fmt)
-
-    return (f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  train loss {f(row['train_loss'])} "
-            f"acc {f(row['train_acc'])}  val loss {f(row['val_loss'])} acc {f(row['val_acc'])} "
-            f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
 
 
 def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], cfg: TrainConfig, device: torch.device,

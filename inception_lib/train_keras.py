@@ -107,6 +107,7 @@ from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointEr
 from inception_lib.runfiles import atomic_file as _atomic_file
 from inception_lib.runfiles import atomic_text as _atomic_text
 from inception_lib.runfiles import check_resume_config as _check_resume_config
+from inception_lib.runfiles import epoch_line as _epoch_line
 from inception_lib.runfiles import versions as _versions
 from inception_lib.runfiles import write_history as _write_history
 
@@ -837,15 +838,6 @@ class _Run:
             print(_epoch_line(row, cfg.epochs), flush=True)
 
 
-def _epoch_line(row: Mapping[str, Any], epochs: int) -> str:
-    def f(v: Any, fmt: str = ".4f") -> str:
-        return "-" if v is None else format(v, fmt)
-
-    return (f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  train loss {f(row['train_loss'])} "
-            f"acc {f(row['train_acc'])}  val loss {f(row['val_loss'])} acc {f(row['val_acc'])} "
-            f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Devices
 # ----------------------------------------------------------------------------------------------------
@@ -1070,7 +1062,10 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
         rows = [dict(r) for r in meta["history"]][:start_epoch]
         wall_offset, best = float(meta["wall_time_s"]), meta.get("best_val_acc")
 
-    out.mkdir(parents=True, exist_ok=True)
+    if meta is None:  # a fresh run (overwrite: the old run's checkpoints go); a resumed one keeps its folder
+        runfiles.new_run_folder(out, LAST, BEST)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
 

@@ -446,3 +446,18 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         # val_acc exactly: the smallest top-1 / top-2 logit gap is 0.11 (observed), the logits differ by ~1e-8
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5) and a["val_acc"] == b["val_acc"]
+
+
+@needs_fmnist
+def test_overwrite_clears_the_old_runs_checkpoints(tmp_path: Path) -> None:
+    """As in the Keras trainer: with overwrite the old last.pt / best.pt go before the new run trains."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / T.LAST).write_bytes(b"an old run's checkpoint")
+    (out / "best.pt").write_bytes(b"an old run's best checkpoint")
+    cfg = tiny(out, lr=1e30, aux_weight=0.0, ema=False, epochs=1)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        T.train(cfg, verbose=False)
+    with pytest.raises(T.NonFiniteLossError):
+        T.train(cfg, overwrite=True, verbose=False)
+    assert not (out / T.LAST).exists() and not (out / "best.pt").exists()

@@ -434,3 +434,18 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert out["replicas_differ"] <= 1e-6, out  # one all-reduced gradient, one update: the same weights (0 observed)
     assert out["vs_mean"] <= MIRRORED_RTOL, out
     assert min(out["vs_half_a"], out["vs_half_b"], out["vs_sum"]) > 0.1, out
+
+
+def test_overwrite_clears_the_old_runs_checkpoints(tmp_path):
+    """--overwrite: the old run's last.keras / best.keras go before the new run trains, so a new run that fails in
+    its first epoch (here: the loss turns non-finite at once) leaves no old checkpoint posing as its own."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "last.keras").write_bytes(b"an old run's checkpoint")
+    (out / "best.keras").write_bytes(b"an old run's best checkpoint")
+    cfg = small_cfg(out, aux_weight=0.0, ema=False, lr=1e30, epochs=1)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        TK.train(cfg, verbose=False)
+    with pytest.raises(TK.NonFiniteLossError):
+        TK.train(cfg, overwrite=True, verbose=False)
+    assert not (out / "last.keras").exists() and not (out / "best.keras").exists()
