@@ -1,6 +1,6 @@
 """Framework-free arithmetic on the spec: output sizes, parameters and multiply-adds.
 
-Conventions (the same as ``reference/paper-facts.md``):
+Conventions:
 
 - *weights* are convolution / linear kernel entries only (no biases, no BatchNorm), which is what
   Table 1's "params" column appears to count;
@@ -13,6 +13,7 @@ FLOP counter, so the book can print them with confidence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -398,3 +399,40 @@ def human(n: float, unit: str = "") -> str:
             return f"{n / div:.2f}{suffix}{unit}"
     return f"{n:g}{unit}"
 
+
+def _off(exact: float, printed: str, units: Sequence[float]) -> bool:
+    if not printed:
+        return False
+    value = float(printed.rstrip("KM"))
+    return all(abs(exact / u - value) > 0.05 * max(exact / u, 1e-12) for u in units)
+
+
+def table1_text(image_size: int = 224, num_classes: int = 1000) -> str:
+    """Table 1 as text: exact numbers from :mod:`inception_lib.arithmetic` beside the printed ones."""
+    rows = table1(image_size, num_classes)
+    totals = table1_totals(rows)
+    head = ("name", "type", "patch", "output", "depth", "#1x1", "#3x3r", "#3x3", "#5x5r", "#5x5", "pool",
+            "params (exact)", "printed", "ops (exact)", "printed")
+    body = []
+    for r in rows:
+        f = [str(v) for v in r.filters] + [""] * (6 - len(r.filters))
+        h, w, c = r.output_size
+        p_flag = "!" if _off(r.weights, r.printed_params, (1000, 1024)) else ""
+        o_flag = "!" if _off(r.macs, r.printed_ops, (1e6,)) else ""
+        body.append((r.name, r.type, r.patch, f"{h}x{w}x{c}", str(r.depth or ""), *f,
+                     f"{r.weights:,}" if r.weights else "", f"{r.printed_params}{p_flag}",
+                     f"{r.macs:,}" if r.macs else "", f"{r.printed_ops}{o_flag}"))
+    body.append(("total", "", "", "", str(int(totals["depth"])), "", "", "", "", "", "",
+                 f"{int(totals['weights']):,}", f"{totals['printed_params_k']:g}K",
+                 f"{int(totals['macs']):,}", f"{totals['printed_ops_m']:g}M"))
+    widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+    numeric = set(range(4, len(head)))
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))).rstrip()
+
+    title = (f"Table 1 (Szegedy et al. 2014) recomputed: paper variant, {image_size}x{image_size}x3 input, "
+             f"{num_classes} classes; params = weights (no biases), ops = multiply-adds")
+    note = ("'!' = the printed value is more than 5% off the exact one (params read as K = 1000 or 1024, "
+            "ops as M = 1e6); the totals' printed column is the sum of the printed cells")
+    return "\n".join([title, fmt(head), *(fmt(r) for r in body), note])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -112,13 +114,14 @@ class TrainConfig:
     out_dir: str = _opt("runs/default", "run folder", flags=("--out", "--out-dir"))
 
     def __post_init__(self) -> None:
-        if self.framework not in ("pytorch", "keras"):
-            raise ValueError(f"framework must be 'pytorch' or 'keras', got {self.framework!r}")
-        if self.schedule not in ("paper", "cosine", "constant"):
-            raise ValueError(f"schedule must be 'paper', 'cosine' or 'constant', got {self.schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be positive")
+        for f in dataclasses.fields(self):  # the choices a field's type or metadata names
+            value, kind = getattr(self, f.name), _HINTS[f.name]
+            allowed = typing.get_args(kind) if typing.get_origin(kind) is Literal else f.metadata.get("choices")
+            if allowed is not None and value is not None and value not in allowed:
+                raise ValueError(f"unknown {f.name} {value!r}; choose one of {list(allowed)}")
         for name, ok, rule in (
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
@@ -128,32 +131,17 @@ class TrainConfig:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("ema_decay", 0 < self.ema_decay < 1, "in (0, 1)"),
             ("dropout", self.dropout is None or 0 <= self.dropout < 1, "in [0, 1) or None"),
+            ("aux_weight", self.aux_weight >= 0, ">= 0"),
             ("val_size", self.val_size >= 0, ">= 0"),
-            ("resolution", self.resolution is None or self.resolution >= 1, ">= 1 or None"),
-            ("subset", self.subset is None or self.subset >= 1, ">= 1 or None"),
-            ("eval_subset", self.eval_subset is None or self.eval_subset >= 1, ">= 1 or None"),
-            ("eval_batch_size", self.eval_batch_size is None or self.eval_batch_size >= 1, ">= 1 or None"),
-            ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
             ("num_workers", self.num_workers >= 0, ">= 0"),
-            ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, ">= 1 or None"),
+            *((name, getattr(self, name) is None or getattr(self, name) >= 1, ">= 1 or None") for name in
+              ("resolution", "subset", "eval_subset", "eval_batch_size", "threads", "max_steps_per_epoch")),
         ):
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-        if self.augment not in ("none", "flip", "paper"):
-            raise ValueError(f"augment must be 'none', 'flip' or 'paper', got {self.augment!r}")
-        if self.aux_weight < 0:
-            raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if self.aux_heads is False and self.aux_weight > 0:
             raise ValueError(f"aux_heads=False but aux_weight={self.aux_weight}: a loss weight needs the heads; "
                              "set aux_weight=0 to train without them")
-        if self.variant not in spec.VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose one of {sorted(spec.VARIANTS)}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)}")
-        if self.channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1, 3 or None (the dataset's), got {self.channels!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {' | '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def aux_logits(self) -> bool:
@@ -182,6 +170,9 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
     """Learning rate at a (fractional) epoch: the one schedule both frameworks use.
 
@@ -189,8 +180,6 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
     every 8 epochs"); ``cosine``: half-cosine from cfg.lr to 0 over the run; both after an optional
     linear warmup.
     """
-    import math
-
     if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
         return cfg.lr * (epoch + 1e-9) / cfg.warmup_epochs
     if cfg.schedule == "paper":
@@ -206,15 +195,10 @@ def resolve_precision(requested: str, device_kind: str, bf16_native: bool = Fals
                       channels_last: Optional[bool] = None) -> dict[str, Any]:
     """What a trainer does for ``TrainConfig.precision`` on a device: the record both trainers store.
 
-    ``device_kind`` is ``"cuda"`` (or ``"gpu"``, TensorFlow's word), ``"mps"`` or ``"cpu"``; ``bf16_native``
-    says whether that GPU computes bfloat16 in hardware (compute capability >= 8.0: A100, H100, RTX 30xx;
-    not Colab's free T4, 7.5). Framework-free, so a test can force either answer.
-
-    ``"auto"`` -> ``bf16`` on a GPU with native bf16, ``fp16`` (with loss scaling) on an older GPU, ``fp32`` on
-    CPU / MPS (bf16 is not always faster on a CPU: ask for it). An explicit value is taken as it is.
-    ``channels_last`` None -> on CUDA only. Returns ``{"requested", "compute", "params", "grad_scaler",
-    "channels_last", "reason"}``, e.g. ``{"requested": "auto", "compute": "bf16", "params": "float32",
-    "grad_scaler": False, "channels_last": True, "reason": "CUDA device with native bf16"}``.
+    ``device_kind``: ``"cuda"`` (or TensorFlow's ``"gpu"``), ``"mps"`` or ``"cpu"``; ``bf16_native``: the GPU computes
+    bfloat16 in hardware (compute capability >= 8.0; not Colab's T4). ``"auto"`` -> bf16 on such a GPU, fp16 with
+    loss scaling on an older one, fp32 on CPU / MPS; an explicit value is taken as it is. ``channels_last`` None ->
+    on CUDA only. Framework-free, so a test can force either answer.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {' | '.join(PRECISIONS)}, got {requested!r}")

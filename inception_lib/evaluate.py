@@ -38,8 +38,11 @@ __all__ = [
     "EvalResult",
     "confusion_matrix",
     "ensemble_probs",
+    "eval_inputs",
     "evaluate",
+    "evaluate_checkpoint",
     "evaluate_ensemble",
+    "evaluate_model",
     "list_collate",
     "make_crops",
     "multi_crop_predict",
@@ -603,22 +606,13 @@ def _predict_all(
 
 
 def predict_probs(
-    model: Callable[[Any], Any],
-    loader: Iterable[Any],
-    crops: str | int = "1",
-    *,
-    device: Any = None,
-    channels_last: bool = False,
-    chunk_size: int = 64,
-    crop: int = 224,
-    resize: int = 256,
-    scales: Sequence[int] = PAPER_SCALES,
+    model: Callable[[Any], Any], loader: Iterable[Any], crops: str | int = "1", **options: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities ``N x num_classes`` and labels ``N`` for a whole loader of ``(images, labels)`` batches."""
-    probs, labels = _predict_all(
-        [model], loader, crops, device=device, channels_last=channels_last, chunk_size=chunk_size,
-        crop=crop, resize=resize, scales=scales,
-    )
+    """Probabilities ``N x num_classes`` and labels ``N`` for a whole loader of ``(images, labels)`` batches.
+
+    ``options`` are :func:`multi_crop_predict`'s (``device``, ``channels_last``, ``chunk_size``, the crop geometry).
+    """
+    probs, labels = _predict_all([model], loader, crops, **options)
     return probs[0], labels
 
 
@@ -629,12 +623,7 @@ def evaluate(
     ks: Sequence[int] = (1, 5),
     device: Any = None,
     num_classes: int | None = None,
-    *,
-    channels_last: bool = False,
-    chunk_size: int = 64,
-    crop: int = 224,
-    resize: int = 256,
-    scales: Sequence[int] = PAPER_SCALES,
+    **options: Any,
 ) -> EvalResult:
     """Top-k accuracies, per-class accuracy and confusion matrix of ``model`` over ``loader``.
 
@@ -642,28 +631,14 @@ def evaluate(
     model's input size and are fed as they are. With ``"center"``, ``"10"`` or ``"144"`` the loader must yield
     **raw-resolution** images (normalized, not resized or cropped): a batch tensor if all share a size, or a
     list of C x H x W tensors (use ``collate_fn=list_collate``). ``ks`` may not exceed the number of classes.
+    ``options`` are :func:`multi_crop_predict`'s (``channels_last``, ``chunk_size``, ``crop``, ``resize``, ``scales``).
     """
-    probs, labels = predict_probs(
-        model, loader, crops, device=device, channels_last=channels_last, chunk_size=chunk_size,
-        crop=crop, resize=resize, scales=scales,
-    )
+    probs, labels = predict_probs(model, loader, crops, device=device, **options)
     return result_from_probs(probs, labels, ks, num_classes, crops)
 
 
-def evaluate_ensemble(
-    models: Sequence[Callable[[Any], Any]],
-    loader: Iterable[Any],
-    crops: str | int = "1",
-    ks: Sequence[int] = (1, 5),
-    device: Any = None,
-    num_classes: int | None = None,
-    *,
-    channels_last: bool = False,
-    chunk_size: int = 64,
-    crop: int = 224,
-    resize: int = 256,
-    scales: Sequence[int] = PAPER_SCALES,
-) -> EvalResult:
+def evaluate_ensemble(models: Sequence[Callable[[Any], Any]], loader: Iterable[Any], crops: str | int = "1",
+                      ks: Sequence[int] = (1, 5), *, num_classes: int | None = None, **options: Any) -> EvalResult:
     """Evaluate the average of the models' (crop-averaged) softmax probabilities, as in the paper's Table 3.
 
     The result's ``members`` holds each model's own result on the same pass, so the gain of the ensemble over
@@ -671,10 +646,117 @@ def evaluate_ensemble(
     """
     if len(models) == 0:
         raise ValueError("evaluate_ensemble needs at least one model")
-    per_model, labels = _predict_all(
-        list(models), loader, crops, device=device, channels_last=channels_last, chunk_size=chunk_size,
-        crop=crop, resize=resize, scales=scales,
-    )
+    per_model, labels = _predict_all(list(models), loader, crops, **options)
     result = result_from_probs(ensemble_probs(per_model), labels, ks, num_classes, crops, len(models))
     result.members = [result_from_probs(p, labels, ks, num_classes, crops) for p in per_model]
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Saved runs of either trainer
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate_checkpoint(path: Any, split: str = "test", crops: str | int = "1", *, weights: str = "model",
+                        device: str = "auto", batch_size: int | None = None, eval_subset: int | None = None,
+                        data_root: str | None = None) -> EvalResult:
+    """Top-1 / top-5 of a training checkpoint (``.pt`` or ``.keras``) with 1, 10 or 144 crops (Section 7).
+
+    The data come from the checkpoint's own config (dataset, resolution, normalization). ``weights="ema"``
+    evaluates the Polyak-averaged weights. A Keras run's one crop runs in Keras on its own ``tf.data``
+    pipeline; its 10 and 144 crops run in PyTorch on the converted weights (:func:`inception_lib.convert.keras_to_torch`).
+    """
+    from inception_lib.config import TrainConfig
+
+    _check_split(split)
+    crops = _check_scheme(crops)
+    if str(path).endswith(".keras"):
+        from inception_lib import train_keras as TK
+
+        model, meta = TK.load_checkpoint(path, weights=weights)
+        cfg = _eval_config(TrainConfig.from_dict(meta["config"]), batch_size, eval_subset, data_root)
+        if crops == "1":
+            from inception_lib import data
+
+            logits, labels = TK.predict_logits(model, data.tf_datasets(TK.data_config(cfg))[split])
+            k = int(meta["architecture"]["num_classes"])
+            return result_from_probs(logits, labels, default_ks(k), k)
+        from inception_lib.convert import keras_to_torch
+
+        return evaluate_model(keras_to_torch(model), cfg, split, crops, device=device)
+    from inception_lib import train as T
+
+    model, state = T.load_checkpoint(path, weights=weights)
+    cfg = _eval_config(TrainConfig.from_dict(state["config"]), batch_size, eval_subset, data_root)
+    return evaluate_model(model, cfg, split, crops, device=device)
+
+
+def evaluate_model(model: Any, cfg: Any, split: str = "test", crops: str | int = "1", *, device: str = "auto",
+                   batch_size: int | None = None, eval_subset: int | None = None,
+                   data_root: str | None = None) -> EvalResult:
+    """Top-1 / top-5 of a PyTorch ``model`` on ``split`` of the data a ``TrainConfig`` describes."""
+    from inception_lib.train import resolve_device
+
+    _check_split(split)
+    crops = _check_scheme(crops)
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    loader, kw = eval_inputs(_eval_config(cfg, batch_size, eval_subset, data_root), split, crops, dev)
+    k = int(model.num_classes)
+    return evaluate(model, loader, crops, default_ks(k), device=dev, num_classes=k, **kw)
+
+
+def eval_inputs(cfg: Any, split: str, crops: str, device: Any, *, batch_size: int | None = None,
+                eval_subset: int | None = None, data_root: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The batches of ``split`` for a crop scheme, and the crop geometry for :func:`evaluate`.
+
+    ``"1"``: the evaluation transform's images. Otherwise the stored-resolution images (normalized) with the
+    paper's ratios (resize 256 / crop 224; scales 256..352) scaled to the training resolution.
+    """
+    from inception_lib import data
+    from inception_lib.runfiles import data_config
+    from inception_lib.train import make_loaders
+
+    cfg = _eval_config(cfg, batch_size, eval_subset, data_root)
+    if crops == "1":
+        return make_loaders(cfg, device)[split], {}
+    dcfg = data_config(cfg)
+    size = dcfg.image_size
+    kw = {"crop": size, "resize": round(size * 256 / 224), "scales": tuple(round(s * size / 224) for s in PAPER_SCALES)}
+    return _raw_batches(data.load_splits(dcfg)[split], dcfg), kw
+
+
+def _eval_config(cfg: Any, batch_size: int | None, eval_subset: int | None, data_root: str | None) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(cfg, eval_subset=eval_subset or cfg.eval_subset,
+                               eval_batch_size=batch_size or cfg.eval_batch_size, data_root=data_root or cfg.data_root)
+
+
+def _check_split(split: str) -> None:
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+
+
+def _raw_batches(split: Any, dcfg: Any) -> Iterable[tuple[Any, Any]]:
+    """Normalized images at their stored resolution (for 10 / 144 crops): a batch tensor, or a list for folders."""
+    import torch
+
+    from inception_lib import data
+
+    mean = torch.tensor(dcfg.norm_mean).view(-1, 1, 1)
+    std = torch.tensor(dcfg.norm_std).view(-1, 1, 1)
+
+    def prep(img: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        if x.shape[0] == 1 and dcfg.image_channels == 3:
+            x = x.expand(3, -1, -1)
+        return (x - mean) / std
+
+    for lo in range(0, len(split), dcfg.eval_batch):
+        idx = range(lo, min(lo + dcfg.eval_batch, len(split)))
+        y = torch.from_numpy(np.asarray(split.labels[lo:idx.stop], dtype=np.int64))
+        if split.images is not None:
+            yield torch.stack([prep(split.images[i]) for i in idx]), y
+        else:
+            yield [prep(data.decode_image(split.paths[i])) for i in idx], y

@@ -141,6 +141,7 @@ def export(run_dir: Union[str, os.PathLike[str]], name: str, *, record: Optional
     import torch
     from safetensors.torch import save_file
 
+    from inception_lib import evaluate as E
     from inception_lib import runfiles
     from inception_lib import train as T
     from inception_lib.data import CLASSES
@@ -159,9 +160,9 @@ def export(run_dir: Union[str, os.PathLike[str]], name: str, *, record: Optional
     half = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
             for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
-    res = T.evaluate_model(model, cfg, "test", device=device, eval_subset=test_n)
-    first = T.evaluate_model(model, cfg, "test", device=device, eval_subset=min(FIRST_N, res.n))
-    dcfg = T.data_config(cfg)
+    res = E.evaluate_model(model, cfg, "test", device=device, eval_subset=test_n)
+    first = E.evaluate_model(model, cfg, "test", device=device, eval_subset=min(FIRST_N, res.n))
+    dcfg = runfiles.data_config(cfg)
     meta = {
         "dataset": cfg.dataset,
         "categories": list(CLASSES.get(cfg.dataset, ())),

@@ -24,13 +24,10 @@ from inception_lib.spec import LRN, Conv, Inception, MaxPool, Variant
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "InceptionModule", "InceptionAux", "ConvUnit", "architecture"]
 
 
-_is_functorch_tensor = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda x: False)
-
-
 def _cpu_fast_path(x: torch.Tensor) -> bool:
-    """Whether the CPU fast paths below apply: a plain NCHW-contiguous 4-D CPU tensor, eager mode, no torch.func."""
+    """Whether the CPU fast paths below apply: a plain NCHW-contiguous 4-D CPU tensor, in eager mode."""
     return (type(x) is torch.Tensor and x.device.type == "cpu" and x.dim() == 4 and x.numel() > 0
-            and not torch.compiler.is_compiling() and not _is_functorch_tensor(x) and x.is_contiguous())
+            and not torch.compiler.is_compiling() and x.is_contiguous())
 
 
 class FastMaxPool2d(nn.MaxPool2d):
@@ -46,7 +43,8 @@ class FastMaxPool2d(nn.MaxPool2d):
         if self.return_indices or not _cpu_fast_path(x):
             return super().forward(x)
         args = (self.kernel_size, self.stride, self.padding, self.dilation)
-        x_cl = x.contiguous(memory_format=torch.channels_last)
+        # NHWC strides made by a permuted copy: ``contiguous(memory_format=channels_last)`` is refused under vmap.
+        x_cl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
         nchw = torch.contiguous_format  # plain NCHW strides even where H = W = 1 makes the layout ambiguous
         if not (x.requires_grad and torch.is_grad_enabled()):
             return F.max_pool2d(x_cl, *args, ceil_mode=self.ceil_mode).clone(memory_format=nchw)

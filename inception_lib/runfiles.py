@@ -40,15 +40,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def data_config(cfg: TrainConfig) -> Any:
-    """The :class:`inception_lib.data.DataConfig` of a training config (both frameworks see the same data)."""
+    """The :class:`inception_lib.data.DataConfig` of a training config (both frameworks see the same data): every
+    data field of the same name, and ``data_root`` as ``root``."""
+    import dataclasses
+
     from inception_lib import data
 
-    return data.DataConfig(
-        dataset=cfg.dataset, root=cfg.data_root, resolution=cfg.resolution, channels=cfg.channels,
-        val_size=cfg.val_size, subset=cfg.subset, eval_subset=cfg.eval_subset, augment=cfg.augment,
-        seed=cfg.seed, split_seed=cfg.split_seed, batch_size=cfg.batch_size,
-        eval_batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, download=cfg.download,
-    )
+    names = {f.name for f in dataclasses.fields(data.DataConfig)} & {f.name for f in dataclasses.fields(cfg)}
+    return data.DataConfig(root=cfg.data_root, **{name: getattr(cfg, name) for name in names})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -199,6 +198,32 @@ def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
     return (f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  train loss {f(row['train_loss'])} "
             f"acc {f(row['train_acc'])}  val loss {f(row['val_loss'])} acc {f(row['val_acc'])} "
             f"ema {f(row['val_acc_ema'])}  {row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f} s")
+
+
+def progress_enabled(progress: Optional[bool], main: bool = True) -> bool:
+    """Progress bars: on this process's rank 0 only, never with ``INCEPTION_LIB_PROGRESS=0``, by default on a terminal."""
+    if not main or os.environ.get(PROGRESS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+def diverged(what: str, ckpt: Path, last_epoch: int) -> NonFiniteLossError:
+    """The error both trainers raise when a loss is NaN / inf: ``what`` happened, the last good checkpoint is kept."""
+    kept = (f"the last good checkpoint {ckpt} (end of epoch {last_epoch}) was left untouched" if last_epoch > 0
+            else "no checkpoint had been written yet")
+    return NonFiniteLossError(f"{what}; {kept}. Lower the learning rate or add warmup (warmup_epochs), then start "
+                              "again or resume from the checkpoint.")
+
+
+def final_test(epoch: int, model: Mapping[str, Any], ema: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """``history["test"]``: the final weights (and the EMA) on the test split, evaluated once, after training."""
+    return {"split": "test", "crops": "1", "epoch": epoch, "model": dict(model), "ema": None if ema is None else dict(ema)}
+
+
+def final_test_line(test: Mapping[str, Any]) -> str:
+    t = test["model"]
+    top5 = f", top-5 {t['top5']:.4f}" if t.get("top5") is not None else ""
+    return f"test ({t['n']} images, evaluated once): top-1 {t['top1']:.4f}{top5}"
 
 
 def new_run_folder(out: Path, *checkpoints: str) -> None:

@@ -3,7 +3,7 @@
 Section 7 of Szegedy et al. (2014) tests with 1, 10 or 144 crops per image and averages the softmax of up to 7
 models. :func:`table3` does the same on the first ``n`` images of a split, every model on the same images: each
 model alone and the ensemble of all of them, for each crop scheme. The crops are the paper's geometry scaled to
-the training resolution (:func:`inception_lib.train.eval_inputs`). ``python -m inception_lib table3`` writes
+the training resolution (:func:`inception_lib.evaluate.eval_inputs`). ``python -m inception_lib table3`` writes
 the record (with versions, hardware and wall times) that chapter 5 reads.
 """
 
@@ -51,7 +51,7 @@ def table3(checkpoints: Sequence[Union[str, Path]], *, crops: Sequence[str] = ("
     rows: list[dict[str, Any]] = []
     for scheme in crops:
         t0 = time.perf_counter()
-        loader, kw = T.eval_inputs(cfgs[0], split, scheme, dev, eval_subset=n)
+        loader, kw = E.eval_inputs(cfgs[0], split, scheme, dev, eval_subset=n)
         with torch.no_grad():
             ens = E.evaluate_ensemble(models, loader, scheme, ks, device=dev, **kw)
         wall = time.perf_counter() - t0

@@ -1,56 +1,18 @@
-"""PyTorch training for GoogLeNet: the paper's recipe, with the machinery a long run needs.
+"""PyTorch training for GoogLeNet: the paper's recipe (Section 6) plus what a long run needs.
 
-What the paper says and what this does (Section 6 of Szegedy et al. 2014, plus stated choices):
-
-* **Loss**: softmax cross-entropy of the main head plus ``aux_weight`` (0.3) times each auxiliary head's,
-  ``main + aux_weight * (aux1 + aux2)``; ``aux_weight=0`` does not build the heads (with ``aux_heads=True`` it
-  builds them untrained: a paired ablation's control). Optional label smoothing (not in the paper). The heads
-  run only in training; validation uses the main head.
-* **SGD with momentum 0.9**; the learning rate follows :func:`inception_lib.config.lr_at` at every step (the
-  fractional epoch): ``"paper"`` = x0.96 every 8 epochs, or warmup + cosine. Weight decay applies to the
-  weight matrices and kernels only, **not to biases or BatchNorm parameters** (as the BVLC Caffe GoogLeNet,
-  ``decay_mult: 0`` on biases; the paper states nothing).
-* **Polyak averaging** (the paper's inference model): an exponential moving average of the weights (and
-  BatchNorm buffers) through ``torch.optim.swa_utils.AveragedModel``, evaluated separately every epoch
-  (``val_acc_ema``).
-* **History**: one row per epoch; ``lr`` is the rate at the epoch's first step (it moves within the epoch
-  under warmup / cosine), ``train_*`` average the epoch's training batches (augmented, dropout on),
-  ``val_loss`` is plain cross-entropy (no label smoothing).
-* **Device**: ``cuda`` / ``mps`` / ``cpu`` picked automatically; cuDNN autotuning unless ``deterministic``,
-  optional ``torch.compile`` (``cfg.compile``; inductor on CPU too). Small datasets live on the device
-  (:class:`inception_lib.data.DeviceTensorLoader`).
-* **Precision** (``cfg.precision``, resolved once by :func:`choose_precision` and recorded under
-  ``"precision"`` in history.json and the checkpoints): ``"auto"`` = bf16 on a CUDA GPU with native bf16
-  (compute capability >= 8.0), fp16 on an older one (Colab's T4), fp32 on CPU / MPS. ``"bf16"``: the forward
-  pass under ``torch.autocast(device, torch.bfloat16)`` (CPU included), float32 weights and optimizer, losses
-  in float32. ``"fp16"``: autocast float16 plus ``torch.amp.GradScaler`` (loss scaled before ``backward``,
-  gradients unscaled in ``step``, which skips an update whose gradients overflowed, then ``update``; the
-  scaler's state is checkpointed). ``"fp64"``: weights, EMA and every input batch in float64, no autocast:
-  for tiny demos whose numbers repeat across CPUs (float32 ones do not). ``cfg.channels_last``: channels-last
-  memory for model and batches; None = on CUDA only.
-* **Data-parallel** under ``torchrun`` (see :mod:`inception_lib.distributed`): ``batch_size`` is the global
-  batch, rank 0 writes everything.
-
-A run directory (``cfg.out_dir``) holds ``config.json``, ``history.json`` / ``history.csv`` (one row per
-epoch with exactly :data:`inception_lib.config.EPOCH_KEYS`, rewritten after every epoch), ``last.pt`` (every
-epoch) and ``best.pt`` (best ``val_acc``). Checkpoints are written atomically (temporary file in the same
-folder, fsync unless ``INCEPTION_LIB_FSYNC=0``, ``os.replace``), so a crash never leaves a torn file, and load with
-``torch.load(path, weights_only=True)``: model, optimizer, EMA, epoch, step, every rank's RNG states,
-the history so far, the architecture and the config. ``train(cfg, resume=True)`` continues from ``last.pt``
-exactly: each epoch's data order and augmentation depend only on (seed, epoch), so on CPU an interrupted and
-resumed run ends with the same bits as an uninterrupted one (same thread count and hardware). A damaged
-checkpoint (truncated, overwritten, a changed byte: every zip entry's CRC-32 is checked, which ``torch.load``
-does not do) raises :class:`~inception_lib.runfiles.CorruptCheckpointError` naming the file and what to do,
-before anything is written.
-
-The test split is never used here unless asked (``test=True`` / ``--test``): once, at the end, after all model
-selection on the validation split. :func:`evaluate_checkpoint` evaluates a saved run with 1, 10 or 144 crops.
+Loss ``main + aux_weight * (aux1 + aux2)``; SGD with momentum, the rate from :func:`~inception_lib.config.lr_at`
+at every step, weight decay on kernels only (biases and BatchNorm undecayed, as BVLC Caffe's ``decay_mult: 0``);
+Polyak averaging as an EMA of weights and BatchNorm buffers (``AveragedModel``). Precision is resolved once
+(:func:`choose_precision`) and recorded: bf16 / fp16 autocast (fp16 with a ``GradScaler``), fp32, or fp64 for
+demos whose numbers repeat across CPUs. Data-parallel under ``torchrun``. The run folder's files are written
+atomically after every epoch (:mod:`inception_lib.runfiles`); ``resume=True`` continues from ``last.pt`` exactly,
+because each epoch's data order and augmentation depend only on (seed, epoch). The test split is used only when
+asked (``test=True``), once, at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import pickle
@@ -70,45 +32,13 @@ from inception_lib import distributed as D
 from inception_lib import repro, runfiles
 from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at, resolve_precision
 from inception_lib.pytorch import GoogLeNet, architecture
-from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
-from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointError  # re-exported
-from inception_lib.runfiles import atomic_write as _atomic_write
-from inception_lib.runfiles import check_resume_config as _check_resume_config
-from inception_lib.runfiles import epoch_line as _epoch_line
-from inception_lib.runfiles import json_normal as _json_normal
-from inception_lib.runfiles import versions as _versions
-from inception_lib.runfiles import write_config as _write_config
-from inception_lib.runfiles import write_history as _write_history
-
-__all__ = [
-    "BEST",
-    "CHECKPOINT_FORMAT",
-    "FSYNC_ENV",
-    "CorruptCheckpointError",
-    "LAST",
-    "PROGRESS_ENV",
-    "RESUMABLE_CHANGES",
-    "LossParts",
-    "NonFiniteLossError",
-    "build_model",
-    "check_architecture",
-    "choose_precision",
-    "compute_loss",
-    "data_config",
-    "evaluate_checkpoint",
-    "evaluate_model",
-    "eval_inputs",
-    "load_checkpoint",
-    "make_loaders",
-    "make_optimizer",
-    "param_groups",
-    "resolve_device",
-    "train",
-]
+from inception_lib.runfiles import check_architecture, data_config
 
 CHECKPOINT_FORMAT = "inception_lib.checkpoint/1"
 LAST = "last.pt"
 BEST = "best.pt"
+
+
 # ----------------------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------------------
@@ -116,20 +46,13 @@ BEST = "best.pt"
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``"auto"``: CUDA (this process's GPU under torchrun), else Apple MPS, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' asked for, but MPS is not available here; use device='auto' or 'cpu'")
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    dev = torch.device(next(k for k, ok in available.items() if ok) if name == "auto" else name)
+    if not available.get(dev.type, True):
+        raise RuntimeError(f"device {name!r} asked for, but {dev.type.upper()} is not available here; use "
+                           "device='auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     return dev
 
 
@@ -219,13 +142,9 @@ def compute_loss(outputs: Any, targets: torch.Tensor, criterion: Callable[..., t
 
 def _architecture(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, GoogLeNet):
-        return _json_normal(architecture(model))
+        return runfiles.json_normal(architecture(model))
     return {"family": type(model).__name__}
 
-
-def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
-                 hardware: dict[str, Any], precision: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    return runfiles.history_doc("pytorch", cfg, rows, status, test, hardware, precision)
 
 def _rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain lists (loadable with ``weights_only=True``)."""
@@ -319,14 +238,6 @@ def _configure_runtime(cfg: TrainConfig, device: torch.device) -> None:
             torch.backends.cudnn.allow_tf32 = True
 
 
-def _progress_enabled(progress: Optional[bool], info: D.DistInfo) -> bool:
-    if not info.is_main or os.environ.get(PROGRESS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    if progress is not None:
-        return bool(progress)
-    return sys.stderr.isatty()
-
-
 def _set_epoch(loader: Any, epoch: int) -> None:
     for obj in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
         if obj is not None and hasattr(obj, "set_epoch"):
@@ -338,37 +249,23 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _PARAM_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _bf16_native(device: torch.device) -> bool:
-    """Whether this CUDA GPU computes bfloat16 in hardware (compute capability >= 8.0), not by emulation."""
-    if device.type != "cuda":
-        return False
-    return torch.cuda.get_device_capability(device) >= (8, 0)
-
-
 def choose_precision(cfg: TrainConfig, device: torch.device, bf16_native: Optional[bool] = None) -> dict[str, Any]:
-    """``cfg.precision`` / ``cfg.channels_last`` resolved for ``device``: the record stored in history.json.
-
-    ``bf16_native`` None asks the GPU (:func:`torch.cuda.get_device_capability`); tests pass True / False to
-    see both CUDA choices on any machine. See :func:`inception_lib.config.resolve_precision`.
-    """
-    native = _bf16_native(device) if bf16_native is None else bool(bf16_native)
-    return resolve_precision(cfg.precision, device.type, native, cfg.channels_last)
+    """``cfg.precision`` resolved for ``device`` (:func:`inception_lib.config.resolve_precision`): the record stored
+    in history.json. ``bf16_native`` None asks the GPU (compute capability >= 8.0); tests force True / False."""
+    if bf16_native is None:
+        bf16_native = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+    return resolve_precision(cfg.precision, device.type, bool(bf16_native), cfg.channels_last)
 
 
 def _autocast(prec: Mapping[str, Any], device: torch.device) -> Any:
     """``torch.autocast`` for bf16 / fp16 (any device type, CPU included); nothing for fp32 / fp64."""
     dtype = _AUTOCAST_DTYPES.get(prec["compute"])
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def _grad_scaler(prec: Mapping[str, Any], device: torch.device, **kwargs: Any) -> Optional[torch.amp.GradScaler]:
-    """fp16's loss scaling (``torch.amp.GradScaler`` on the device's type, CPU too; ``kwargs`` go to it), else None.
-
-    The default first scale, 2**16, makes the first few steps of a run overflow and be skipped while the
-    scale halves down to what the gradients allow: usual, and cheap in a long run.
-    """
+    """fp16's loss scaling (``torch.amp.GradScaler`` on the device's type, CPU too), else None. Its first scale,
+    2**16, makes the first few steps overflow and be skipped while it halves to what the gradients allow."""
     return torch.amp.GradScaler(device.type, **kwargs) if prec["grad_scaler"] else None
 
 
@@ -435,13 +332,9 @@ def _check_finite(window: list[torch.Tensor], info: D.DistInfo, epoch: int, firs
     local = bad.nonzero()
     k = int(local[0, 0]) if local.numel() else len(window) - 1
     step = first_step + k
-    value = losses[k].item()
-    kept = (f"the last good checkpoint {ckpt} (end of epoch {last_epoch}) was left untouched"
-            if last_epoch > 0 else "no checkpoint had been written yet")
-    raise NonFiniteLossError(
-        f"training loss is {value} at epoch {epoch + 1}, step {step + 1}/{n_steps} (global step "
-        f"{global_step - len(window) + k + 1}), lr {lr:.4g}: the run diverged; {kept}. Lower the learning rate "
-        "or add warmup (warmup_epochs), then start again or resume from the checkpoint.")
+    raise runfiles.diverged(f"training loss is {losses[k].item()} at epoch {epoch + 1}, step {step + 1}/{n_steps} "
+                            f"(global step {global_step - len(window) + k + 1}), lr {lr:.4g}: the run diverged",
+                            ckpt, last_epoch)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -501,7 +394,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     if resume:
         state = _read_checkpoint(ckpt_path)
         check_architecture(state["architecture"], arch, where=ckpt_path)
-        _check_resume_config(state["config"], cfg, ckpt_path)
+        runfiles.check_resume_config(state["config"], cfg, ckpt_path)
     if info.rank:  # different dropout masks per replica (restored per rank on resume)
         torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
 
@@ -560,14 +453,18 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
         train_model = torch.compile(train_model)  # type: ignore[assignment]
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     hardware = {**repro.hardware(), "device": str(device), "world_size": info.world_size}
-    show = _progress_enabled(progress, info)
+
+    def doc(status: str, test: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        return runfiles.history_doc("pytorch", cfg, rows, status, test, hardware, prec)
+
+    show = runfiles.progress_enabled(progress, info.is_main)
     check_every = 1 if device.type == "cpu" else 10  # a host sync per check; cheap on CPU
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
 
     if info.is_main and state is None:  # a resumed run changes nothing on disk before its first new epoch
         runfiles.new_run_folder(out, LAST, BEST)
-        _write_config(out, cfg)
-        _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
+        runfiles.write_config(out, cfg)
+        runfiles.write_history(out, doc("running"))
     D.barrier(info)
 
     t_run = time.perf_counter()
@@ -636,24 +533,9 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
         if ema is not None:
             val_acc_ema = _eval_loss_acc(ema.module, val_loader, cfg, device, prec, info)[1]
         now = time.perf_counter()
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr0,
-            "train_loss": s[0] / s[7],
-            "train_loss_main": s[1] / s[7],
-            "train_loss_aux1": s[2] / s[7] if aux_on else None,
-            "train_loss_aux2": s[3] / s[7] if aux_on else None,
-            "train_acc": s[4] / s[7],
-            "train_acc_aux1": s[5] / s[7] if aux_on else None,
-            "train_acc_aux2": s[6] / s[7] if aux_on else None,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "val_acc_ema": val_acc_ema,
-            "epoch_time_s": now - t0,
-            "wall_time_s": wall_offset + (now - t_run),
-            "images_per_s": s[7] / train_time,
-        }
-        assert tuple(row) == EPOCH_KEYS
+        means = [v / s[7] if k in (0, 1, 4) or aux_on else None for k, v in enumerate(s[:7])]  # EPOCH_KEYS' order
+        row = dict(zip(EPOCH_KEYS, (epoch + 1, lr0, *means, val_loss, val_acc, val_acc_ema, now - t0,
+                                    wall_offset + (now - t_run), s[7] / train_time), strict=True))
         rows.append(row)
         improved = val_acc is not None and (best is None or val_acc > best)
         if improved:
@@ -665,32 +547,30 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
                 "epoch": epoch + 1, "step": global_step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "rng": rngs, "history": rows, "wall_time_s": row["wall_time_s"], "best_val_acc": best,
-                "versions": _versions(), "precision": prec,
+                "versions": runfiles.versions(), "precision": prec,
                 "grad_scaler": scaler.state_dict() if scaler is not None else None,
             }
             _save_checkpoint(ckpt, ckpt_path)
             if improved:  # the weights only: best.pt is for evaluation, last.pt for resuming
                 _save_checkpoint({**ckpt, "optimizer": None, "rng": None}, out / BEST)
-            _write_config(out, cfg)
-            _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
+            runfiles.write_config(out, cfg)
+            runfiles.write_history(out, doc("running"))
             if verbose:
-                print(_epoch_line(row, cfg.epochs), flush=True)
+                print(runfiles.epoch_line(row, cfg.epochs), flush=True)
         D.barrier(info)
 
     test_result = None
     if test:
-        test_result = _test_once(model, ema, loaders, cfg, device, info, epoch=len(rows))
+        test_result = _test_once(model, ema, loaders, device, info, epoch=len(rows))
     elif state is not None and start_epoch == cfg.epochs:  # nothing trained now: keep an earlier test result
         test_result = _previous_test(out, start_epoch)
-    doc = _history_doc(cfg, rows, "completed", test_result, hardware, prec)
+    final = doc("completed", test_result)
     if info.is_main:
-        _write_history(out, doc)
+        runfiles.write_history(out, final)
         if verbose and test_result is not None:
-            t = test_result["model"]
-            print(f"test ({t['n']} images, evaluated once): top-1 {t['top1']:.4f}"
-                  + (f", top-5 {t['top5']:.4f}" if t.get("top5") is not None else ""), flush=True)
+            print(runfiles.final_test_line(test_result), flush=True)
     D.barrier(info)
-    return doc
+    return final
 
 
 def _previous_test(out: Path, epoch: int) -> Optional[dict[str, Any]]:
@@ -703,11 +583,11 @@ def _previous_test(out: Path, epoch: int) -> Optional[dict[str, Any]]:
 
 def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
     """Atomic ``torch.save`` (a module-level function so tests can interrupt a run right after it)."""
-    _atomic_write(path, lambda f: torch.save(ckpt, f))
+    runfiles.atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
-def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], cfg: TrainConfig, device: torch.device,
-               info: D.DistInfo, epoch: int) -> Optional[dict[str, Any]]:
+def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], device: torch.device, info: D.DistInfo,
+               epoch: int) -> Optional[dict[str, Any]]:
     """The final weights (and the EMA) on the test split, rank 0 only (the others wait)."""
     from inception_lib import evaluate as E
 
@@ -715,97 +595,12 @@ def _test_once(model: nn.Module, ema: Any, loaders: Mapping[str, Any], cfg: Trai
     if info.is_main:
         if "test" not in loaders:
             raise ValueError("test=True but the loaders have no 'test' split")
-        num_classes = getattr(model, "num_classes", None)
-        ks = E.default_ks(num_classes) if num_classes else (1,)
-        res = E.evaluate(model, loaders["test"], "1", ks, device=device, num_classes=num_classes)
-        result = {"split": "test", "crops": "1", "epoch": epoch, "model": res.to_dict(include_confusion=False),
-                  "ema": None}
-        if ema is not None:
-            res_ema = E.evaluate(ema.module, loaders["test"], "1", ks, device=device, num_classes=num_classes)
-            result["ema"] = res_ema.to_dict(include_confusion=False)
+        k = model.num_classes
+
+        def run(m: nn.Module) -> dict[str, Any]:
+            return E.evaluate(m, loaders["test"], "1", E.default_ks(k), device=device, num_classes=k).to_dict(
+                include_confusion=False)
+
+        result = runfiles.final_test(epoch, run(model), None if ema is None else run(ema.module))
     D.barrier(info)
     return result
-
-
-# ----------------------------------------------------------------------------------------------------
-# Evaluating a saved run
-# ----------------------------------------------------------------------------------------------------
-
-
-def _raw_eval_batches(split: Any, dcfg: Any, batch_size: int) -> Iterable[tuple[Any, torch.Tensor]]:
-    """Normalized images at their stored resolution (for 10 / 144 crops): a batch tensor or a list."""
-    mean = torch.tensor(dcfg.norm_mean).view(-1, 1, 1)
-    std = torch.tensor(dcfg.norm_std).view(-1, 1, 1)
-
-    def prep(img: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
-        if x.shape[0] == 1 and dcfg.image_channels == 3:
-            x = x.expand(3, -1, -1)
-        return (x - mean) / std
-
-    from inception_lib import data
-
-    for lo in range(0, len(split), batch_size):
-        hi = min(lo + batch_size, len(split))
-        y = torch.from_numpy(np.asarray(split.labels[lo:hi], dtype=np.int64))
-        if split.images is not None:
-            yield torch.stack([prep(split.images[i]) for i in range(lo, hi)]), y
-        else:
-            yield [prep(data.decode_image(split.paths[i])) for i in range(lo, hi)], y
-
-
-def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Union[str, int] = "1", *,
-                        weights: str = "model", device: str = "auto", batch_size: Optional[int] = None,
-                        eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> Any:
-    """Top-1 / top-5 of a saved checkpoint on ``split`` with 1, 10 or 144 crops (Section 7 of the paper).
-
-    The data come from the checkpoint's own config (same dataset, resolution, normalization); see
-    :func:`evaluate_model`. ``weights="ema"`` evaluates the Polyak-averaged weights. Returns an
-    :class:`inception_lib.evaluate.EvalResult`.
-    """
-    model, state = load_checkpoint(path, weights=weights)
-    return evaluate_model(model, TrainConfig.from_dict(state["config"]), split, crops, device=device,
-                          batch_size=batch_size, eval_subset=eval_subset, data_root=data_root)
-
-
-def evaluate_model(model: GoogLeNet, cfg: TrainConfig, split: str = "test", crops: Union[str, int] = "1", *,
-                   device: str = "auto", batch_size: Optional[int] = None, eval_subset: Optional[int] = None,
-                   data_root: Optional[str] = None) -> Any:
-    """Top-1 / top-5 of ``model`` on ``split`` of the data ``cfg`` describes, with 1, 10 or 144 crops.
-
-    ``crops="1"`` feeds the evaluation transform's images; ``"10"`` / ``"144"`` crop the stored-resolution
-    images at the training resolution, with the paper's 256 / 224 (and 256..352 / 224) ratios scaled to it.
-    """
-    from inception_lib import evaluate as E
-
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    crops = str(crops)
-    if crops not in E.SCHEMES:
-        raise ValueError(f"crops must be one of {E.SCHEMES}, got {crops!r}")
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    loader, kw = eval_inputs(cfg, split, crops, dev, batch_size=batch_size, eval_subset=eval_subset,
-                             data_root=data_root)
-    return E.evaluate(model, loader, crops, E.default_ks(int(model.num_classes)), device=dev, num_classes=model.num_classes,
-                      **kw)
-
-
-def eval_inputs(cfg: TrainConfig, split: str, crops: str, device: torch.device, *, batch_size: Optional[int] = None,
-                eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> tuple[Any, dict[str, Any]]:
-    """The batches of ``split`` for a crop scheme and the crop geometry for :mod:`inception_lib.evaluate`.
-
-    ``"1"``: the evaluation transform's images; otherwise the stored-resolution images (normalized) with the
-    paper's ratios (resize 256 / crop 224; scales 256..352) scaled to the training resolution.
-    """
-    from inception_lib import data
-    from inception_lib import evaluate as E
-
-    cfg = dataclasses.replace(cfg, eval_subset=eval_subset or cfg.eval_subset,
-                              eval_batch_size=batch_size or cfg.eval_batch_size, data_root=data_root or cfg.data_root)
-    dcfg = data_config(cfg)
-    if crops == "1":
-        return make_loaders(cfg, device)[split], {}
-    size = dcfg.image_size
-    kw = {"crop": size, "resize": round(size * 256 / 224), "scales": tuple(round(s * size / 224) for s in E.PAPER_SCALES)}
-    return _raw_eval_batches(data.load_splits(dcfg)[split], dcfg, dcfg.eval_batch), kw

@@ -1,76 +1,21 @@
-"""Keras 3 training for GoogLeNet: the same recipe, config and files as :mod:`inception_lib.train` (PyTorch).
+"""Keras 3 training for GoogLeNet: the PyTorch trainer's recipe, config and run folder, on public Keras APIs.
 
-Both trainers read one :class:`~inception_lib.config.TrainConfig` and write one run-folder layout
-(``config.json``, ``history.json`` / ``history.csv`` with exactly :data:`~inception_lib.config.EPOCH_KEYS`),
-so a chapter can put a PyTorch run and a Keras run in one table. What is done, and why it is done this way:
+Both trainers read one :class:`~inception_lib.config.TrainConfig` and write the same files, so a PyTorch run and a
+Keras run go in one table. Where Keras's own pieces would train a different network, this module has its own:
 
-* **Loss**: sparse softmax cross-entropy on the logits of every head, ``loss_weights=[1, aux_weight,
-  aux_weight]`` (the paper's 0.3); ``aux_weight=0`` builds no aux heads (``aux_heads=True``: built, untrained).
-  Label smoothing (not in the paper) goes through one-hot targets (:class:`SparseCrossEntropy`), because Keras's
-  sparse loss has no smoothing.
-  PyTorch's and Keras's smoothing are the same formula: ``(1 - eps) * onehot + eps / K``.
-* **SGD, exactly PyTorch's** (:class:`TorchSGD`): ``buf = momentum * buf + (g + wd * w)``, ``w -= lr * buf``
-  (Nesterov: ``w -= lr * (g + wd * w + momentum * buf)``), with the L2 term on kernels / weight matrices only
-  (``ndim > 1``: no decay on biases or BatchNorm scales, as the PyTorch trainer's parameter groups).
-  Keras's own SGD differs twice: its velocity is kept in units of ``lr * g`` (``v = m * v - lr * g``, the
-  same only while ``lr`` is constant), and its ``weight_decay`` argument is *decoupled* (``w -= lr * wd * w``
-  outside the momentum), which with momentum 0.9 decays about 10x less than PyTorch's coupled L2
-  (``lr * wd / (1 - momentum)`` per step in steady state). So ``weight_decay`` is not used; the coupled term
-  is added to the gradient instead.
-* **Learning rate**: :class:`LrAtSchedule` is a Keras ``LearningRateSchedule`` that looks up
-  :func:`inception_lib.config.lr_at` evaluated in Python at every step of the run, with PyTorch's argument
-  ``epoch + i / steps_per_epoch``: the same numbers (rounded to float32; exact float64 values for a float64 model,
-  ``precision="fp64"``), no per-batch Python.
-* **Polyak averaging** in :class:`TorchSGD` itself (``ema_decay=cfg.ema_decay``), not Keras's ``use_ema``: after
-  every step, ``avg += w * (var - avg)`` with ``w = 1`` at the first step (a copy) and ``1 - d`` after, which is the
-  update (``lerp``) of ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``, for the trainable
-  variables *and* the BatchNorm moving mean / variance (``AveragedModel(use_buffers=True)``; Keras's EMA averages
-  the trainable variables only). The averages are optimizer variables, so checkpoints carry them and a resume
-  continues them exactly. ``val_acc_ema`` is measured by copying the averages into the model
-  (:func:`ema_weights`), evaluating, and copying the raw values back: exact, values are copied, never
-  recomputed, and the averages are never written. The model always holds the trained weights, as in PyTorch.
-* **Public Keras / TF API only** (Keras is not pinned on Colab, and private attributes change without notice):
-  :class:`TorchSGD` uses the documented optimizer hooks (``build`` with ``add_variable_from_reference``,
-  ``update_step``, ``apply``) and finds a variable's slots through its own map (``variable.path`` and
-  ``tf.Variable.ref()`` of every replica's copy, from ``strategy.experimental_local_results``);
-  ``tests/test_public_apis.py`` fails on private use.
-* **Checkpoints** (``last.keras`` every epoch, ``best.keras`` at the best ``val_acc``, a hard link to that
-  epoch's ``last.keras`` where the filesystem allows): Keras's own archive (``model.save``: architecture,
-  weights, compile config and the optimizer state: momentum buffers, EMA, ``iterations``), plus an
-  ``inception_lib.json`` entry with the epoch, step, architecture, config and history. Written to a temporary
-  name in the same folder, fsynced (unless ``INCEPTION_LIB_FSYNC=0``), then ``os.replace``-d: a crash never
-  leaves a torn file. ``train(cfg, resume=True)`` continues from ``last.keras``; a checkpoint of another
-  architecture is refused with a ValueError naming both, and a damaged file (truncated, overwritten, an entry
-  failing its CRC-32) with :class:`~inception_lib.runfiles.CorruptCheckpointError`, before any file is touched.
-  ``keras.saving.load_model("last.keras")`` also works (after ``import inception_lib.train_keras``).
-* **Non-finite loss**: checked after every batch, and the validation loss before every checkpoint (a last
-  update can diverge after its loss was computed); :class:`NonFiniteLossError` names the epoch and step; the
-  last good checkpoint and the history stay as they were at the end of the last good epoch.
-* **Devices**: several visible GPUs -> ``tf.distribute.MirroredStrategy`` (``batch_size`` is the global batch,
-  as under torchrun; BatchNorm statistics are per replica). ``cfg.compile`` -> XLA (``jit_compile=True``).
-  ``cfg.deterministic`` -> TF op determinism, via :func:`inception_lib.repro.seed_everything`
-  (``tf.config.experimental.enable_op_determinism``). TF has no public way to read or undo it, so it stays on
-  for the rest of the process; a later ``deterministic=False`` run in the same process warns that it still runs
-  deterministic kernels.
-* **Precision** (``cfg.precision``, resolved once by :func:`choose_precision`, the PyTorch trainer's rule, and
-  recorded under ``"precision"`` in history.json and the checkpoint metadata): a Keras dtype policy for the
-  model. ``"auto"`` = ``bf16`` on a GPU of compute capability >= 8.0 (``tf.config.experimental.
-  get_device_details``), ``fp16`` on an older GPU, ``fp32`` on CPU. ``"bf16"`` -> ``mixed_bfloat16`` (CPU
-  too), ``"fp16"`` -> ``mixed_float16`` with the optimizer wrapped in ``keras.optimizers.LossScaleOptimizer``
-  (dynamic loss scaling; a step whose gradients overflow is skipped), ``"fp64"`` -> ``float64`` (weights,
-  inputs and the loss in float64). Weights stay float32 under the mixed policies, logits are cast to float32
-  for the loss. Keras models are always NHWC, so ``cfg.channels_last`` does not apply (recorded as True).
+* :class:`TorchSGD`: Keras's SGD keeps ``lr`` inside its velocity and decays weights *decoupled* (about 10x less
+  than PyTorch's coupled L2 at momentum 0.9), and its EMA averages no BatchNorm statistics. TorchSGD is
+  ``torch.optim.SGD`` (coupled L2 on kernels only) with ``AveragedModel``'s EMA of weights and BatchNorm buffers,
+  on the documented optimizer hooks only (``build``, ``add_variable_from_reference``, ``update_step``, ``apply``).
+* :class:`LrAtSchedule`: :func:`~inception_lib.config.lr_at` itself, tabulated per step.
+* :class:`SparseCrossEntropy`: PyTorch's label smoothing on integer labels.
 
-Not the same as PyTorch (stated, not hidden): resuming restores weights, optimizer, EMA, schedule position,
-history and clock exactly, but not the data order (tf.data reshuffles from a counter that a new pipeline
-restarts; the resumed part is seeded with ``seed + start_epoch`` so it does not replay epoch 1's order).
-Keras computes BatchNorm's moving variance from the biased batch variance (PyTorch: unbiased).
-
-Two TrainConfig fields are for Keras only: ``run_eagerly`` (no graph tracing: the first graph-mode step of
-GoogLeNet takes ~35 s of CPU to trace, so the CPU tests run eagerly) and ``devices`` (an explicit device list for
-MirroredStrategy, e.g. ``["CPU:0", "CPU:1"]`` after splitting the CPU into logical devices).
-
-Import torch / torchvision (if used at all) before this module: tensorflow first aborts torchvision.
+Checkpoints are Keras's own archive (``model.save``: weights and optimizer state) plus an ``inception_lib.json``
+entry (epoch, step, architecture, config, history), written atomically; ``best.keras`` is a hard link to the best
+epoch's ``last.keras``. Several GPUs -> ``MirroredStrategy``; precision as in PyTorch (a Keras dtype policy;
+fp16 with ``LossScaleOptimizer``). Not the same as PyTorch, and said: a resumed run's data order is not the
+uninterrupted run's (``tf.data`` reshuffles from a counter a new pipeline restarts), and Keras's BatchNorm keeps
+the biased batch variance. Import torch (if used at all) before this module: tensorflow first aborts torchvision.
 """
 
 from __future__ import annotations
@@ -81,7 +26,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 import zipfile
@@ -102,41 +46,7 @@ from inception_lib import keras as keras_lib  # noqa: E402  (also registers the 
 from inception_lib import repro, runfiles, spec  # noqa: E402
 from inception_lib.config import EPOCH_KEYS, TrainConfig, lr_at, resolve_precision  # noqa: E402
 from inception_lib.keras import GoogLeNet, inference_model  # noqa: E402
-from inception_lib.runfiles import FSYNC_ENV, PROGRESS_ENV, RESUMABLE_CHANGES, NonFiniteLossError, check_architecture, data_config  # noqa: F401  (re-exported: part of this module's API)
-from inception_lib.runfiles import CorruptCheckpointError as CorruptCheckpointError  # re-exported
-from inception_lib.runfiles import atomic_file as _atomic_file
-from inception_lib.runfiles import atomic_text as _atomic_text
-from inception_lib.runfiles import check_resume_config as _check_resume_config
-from inception_lib.runfiles import epoch_line as _epoch_line
-from inception_lib.runfiles import versions as _versions
-from inception_lib.runfiles import write_history as _write_history
-
-__all__ = [
-    "BEST",
-    "CHECKPOINT_FORMAT",
-    "FSYNC_ENV",
-    "CorruptCheckpointError",
-    "LAST",
-    "META_NAME",
-    "PROGRESS_ENV",
-    "RESUMABLE_CHANGES",
-    "LrAtSchedule",
-    "NonFiniteLossError",
-    "SparseCrossEntropy",
-    "TorchSGD",
-    "architecture",
-    "build_model",
-    "check_architecture",
-    "choose_precision",
-    "compile_model",
-    "data_config",
-    "ema_weights",
-    "evaluate_loss_acc",
-    "load_checkpoint",
-    "make_optimizer",
-    "read_checkpoint_meta",
-    "train",
-]
+from inception_lib.runfiles import check_architecture, data_config  # noqa: F401  (data_config: the book uses it)
 
 CHECKPOINT_FORMAT = "inception_lib.checkpoint/1"
 """The same format tag as the PyTorch checkpoints; ``framework`` in the metadata tells them apart."""
@@ -144,6 +54,8 @@ LAST = "last.keras"
 BEST = "best.keras"
 META_NAME = "inception_lib.json"
 """The metadata entry added to Keras's ``.keras`` zip archive (Keras's loader ignores unknown entries)."""
+
+
 # ----------------------------------------------------------------------------------------------------
 # Optimizer, schedule, loss
 # ----------------------------------------------------------------------------------------------------
@@ -190,6 +102,9 @@ class LrAtSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"config": self.config.to_dict(), "steps_per_epoch": self.steps_per_epoch}
 
 
+_UNUSED_OPTIONS = ("weight_decay", "use_ema", "ema_momentum", "ema_overwrite_frequency")
+
+
 class _ModelRefs:
     """Model variables the optimizer reads (for the averages) but must not own: Keras tracks every
     ``keras.Variable`` assigned to an optimizer attribute as an optimizer variable (saved with its state), and
@@ -203,36 +118,22 @@ class _ModelRefs:
 
 @keras.saving.register_keras_serializable(package="inception_lib")
 class TorchSGD(keras.optimizers.Optimizer):
-    """``torch.optim.SGD`` (momentum, dampening 0, coupled L2 weight decay) as a Keras optimizer, with PyTorch's EMA.
+    """``torch.optim.SGD`` (momentum, dampening 0, coupled L2) as a Keras optimizer, with ``AveragedModel``'s EMA.
 
-    Update per variable, with ``g`` the gradient: ``g += l2 * w`` when the variable has ``ndim > 1``
-    (kernels and weight matrices; not biases or BatchNorm scales); ``buf = momentum * buf + g``;
-    ``w -= lr * buf`` (Nesterov: ``w -= lr * (g + momentum * buf)``). Keras's SGD keeps ``lr`` inside its
-    velocity and decays weights *decoupled*; with a changing learning rate or weight decay those give
-    different trajectories, so the buffers here mean exactly what PyTorch's ``momentum_buffer`` means.
-
-    ``ema_decay`` (None: no averages): after every applied step, ``avg += w * (var - avg)`` with ``w = 1`` at the
-    first step (a copy) and ``1 - ema_decay`` after, ``w`` in the variable's dtype: the update of
-    ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``. Averaged: every trainable variable the
-    optimizer is built with, and the non-trainable variables given to :meth:`average_buffers` (BatchNorm moving
-    statistics: ``AveragedModel(use_buffers=True)``). The averages are optimizer variables (so ``model.save`` and
-    ``load_weights`` carry them); the model always holds the trained weights (:func:`ema_weights` swaps them in).
-
-    Built only on Keras's public optimizer hooks (``build`` with ``add_variable_from_reference``, ``update_step``,
-    ``apply``); Keras's own ``use_ema`` and ``weight_decay`` are not used. The optimizer variables are, in order:
-    ``iterations``, the weight averages, the momentum buffers, the BatchNorm averages (the order of the earlier
-    ``keras.optimizers.SGD`` subclass with Keras's EMA, so its checkpoints load into this one).
+    Per variable: ``g += l2 * w`` if ``ndim > 1`` (kernels only); ``buf = momentum * buf + g``; ``w -= lr * buf``
+    (Nesterov: ``w -= lr * (g + momentum * buf)``). ``ema_decay`` (None: none): after every step ``avg += c * (var -
+    avg)``, ``c = 1`` at the first step and ``1 - ema_decay`` after, for the trainable variables and the BatchNorm
+    buffers given to :meth:`average_buffers`. The averages are optimizer variables (``model.save`` carries them);
+    the model holds the trained weights (:func:`ema_weights` swaps the averages in). Variables, in order:
+    ``iterations``, weight averages, momentum buffers, BatchNorm averages.
     """
 
     def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  l2: float = 0.0, ema_decay: Optional[float] = None, **kwargs: Any) -> None:
-        # Keys of configs saved by the earlier SGD-based TorchSGD, so that those .keras files still deserialize.
-        kwargs.pop("weight_decay", None)
-        use_ema = kwargs.pop("use_ema", False)
-        ema_momentum = kwargs.pop("ema_momentum", None)
-        kwargs.pop("ema_overwrite_frequency", None)
-        if ema_decay is None and use_ema:
-            ema_decay = 0.99 if ema_momentum is None else ema_momentum
+        if ema_decay is None and kwargs.get("use_ema"):  # a config of the earlier SGD-based TorchSGD
+            ema_decay = kwargs.get("ema_momentum") or 0.99
+        for key in _UNUSED_OPTIONS:  # in the base Optimizer's config; not used (see the class docstring)
+            kwargs.pop(key, None)
         super().__init__(learning_rate=learning_rate, **kwargs)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
@@ -255,11 +156,6 @@ class TorchSGD(keras.optimizers.Optimizer):
         if self.built:
             raise RuntimeError("average_buffers must be called before the optimizer is built")
         self.model_refs.buffers = list(variables)
-
-    @property
-    def buffer_variables(self) -> list[Any]:
-        """The model variables whose averages :attr:`buffer_averages` holds."""
-        return list(self.model_refs.buffers)
 
     def average_pairs(self) -> list[tuple[Any, Any]]:
         """(model variable, its average) for every averaged variable: weights, then BatchNorm buffers."""
@@ -356,7 +252,7 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        for key in ("weight_decay", "use_ema", "ema_momentum", "ema_overwrite_frequency"):  # not used, see above
+        for key in _UNUSED_OPTIONS:
             config.pop(key, None)
         config.update({"momentum": self.momentum, "nesterov": self.nesterov, "l2": self.l2,
                        "ema_decay": self.ema_decay})
@@ -468,14 +364,10 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, *,
     if policy == "float64":  # Keras sums the heads' losses in floatx: float64 too, not a float32 cast mid-way
         keras.config.set_floatx("float64")
     try:
-        if aux:
-            model.compile(optimizer=optimizer, loss=[loss, loss, loss],
-                          loss_weights=[1.0, cfg.aux_weight, cfg.aux_weight],
-                          metrics=[[acc(name="accuracy")], [acc(name="accuracy")], [acc(name="accuracy")]],
-                          run_eagerly=run_eagerly, jit_compile=bool(cfg.compile) and not run_eagerly)
-        else:
-            model.compile(optimizer=optimizer, loss=loss, metrics=[acc(name="accuracy")], run_eagerly=run_eagerly,
-                          jit_compile=bool(cfg.compile) and not run_eagerly)
+        model.compile(optimizer=optimizer, loss=[loss] * 3 if aux else loss,
+                      loss_weights=[1.0, cfg.aux_weight, cfg.aux_weight] if aux else None,
+                      metrics=[[acc(name="accuracy")] for _ in range(3)] if aux else [acc(name="accuracy")],
+                      run_eagerly=run_eagerly, jit_compile=bool(cfg.compile) and not run_eagerly)
     finally:
         keras.config.set_floatx(floatx)
     optimizer.build(model.trainable_variables)
@@ -511,10 +403,6 @@ def ema_weights(model: keras.Model, optimizer: Optional[TorchSGD] = None) -> Ite
 # ----------------------------------------------------------------------------------------------------
 
 
-def _history_doc(cfg: TrainConfig, rows: list[dict[str, Any]], status: str, test: Optional[dict[str, Any]],
-                 hardware: dict[str, Any], precision: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    return runfiles.history_doc("keras", cfg, rows, status, test, hardware, precision)
-
 def _save_checkpoint(model: keras.Model, meta: dict[str, Any], path: Path) -> None:
     """``model.save`` (weights + optimizer state) plus the metadata entry, written atomically."""
 
@@ -523,7 +411,7 @@ def _save_checkpoint(model: keras.Model, meta: dict[str, Any], path: Path) -> No
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(META_NAME, json.dumps(meta, indent=2))
 
-    _atomic_file(path, fill)
+    runfiles.atomic_file(path, fill)
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -539,7 +427,7 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         except OSError:  # a filesystem without hard links
             shutil.copyfile(src, tmp)
 
-    _atomic_file(dest, fill)
+    runfiles.atomic_file(dest, fill)
 
 
 def _load_state(model: keras.Model, path: Path) -> None:
@@ -659,7 +547,8 @@ def evaluate_loss_acc(step: Callable[[Any, Any], tuple[Any, Any, Any]], dataset:
     return loss / n, correct / n
 
 
-def _test_logits(model: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(model: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The main head's float32 logits and the labels over a dataset of (images, labels) batches."""
     infer = inference_model(model) if isinstance(model.output, (list, tuple)) else model
     logits, labels = [], []
     for x, y in dataset:
@@ -668,47 +557,9 @@ def _test_logits(model: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def evaluate_checkpoint(path: Union[str, Path], split: str = "test", crops: Union[str, int] = "1", *,
-                        weights: str = "model", device: str = "auto", batch_size: Optional[int] = None,
-                        eval_subset: Optional[int] = None, data_root: Optional[str] = None) -> Any:
-    """Top-1 / top-5 of a ``.keras`` training checkpoint, as :func:`inception_lib.train.evaluate_checkpoint`.
-
-    One crop runs in Keras on the run's own ``tf.data`` pipeline; 10 and 144 crops convert the weights to the
-    PyTorch GoogLeNet (:func:`inception_lib.convert.keras_to_torch`) and use the PyTorch crop code. ``device``
-    applies to the PyTorch path only.
-    """
-    from inception_lib import data
-    from inception_lib import evaluate as E
-
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    crops = str(crops)
-    if crops not in E.SCHEMES:
-        raise ValueError(f"crops must be one of {E.SCHEMES}, got {crops!r}")
-    model, meta = load_checkpoint(path, weights=weights)
-    cfg = TrainConfig.from_dict(meta["config"])
-    cfg = dataclasses.replace(cfg, eval_subset=eval_subset or cfg.eval_subset,
-                              eval_batch_size=batch_size or cfg.eval_batch_size, data_root=data_root or cfg.data_root)
-    num_classes = int(meta["architecture"]["num_classes"])
-    if crops != "1":
-        from inception_lib import convert
-        from inception_lib import train as T
-
-        torch_model = convert.keras_to_torch(model)
-        return T.evaluate_model(torch_model, dataclasses.replace(cfg, framework="pytorch"), split, crops,
-                                device=device)
-    logits, labels = _test_logits(model, data.tf_datasets(data_config(cfg))[split])
-    return E.result_from_probs(logits, labels, E.default_ks(num_classes), num_classes)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Callbacks
 # ----------------------------------------------------------------------------------------------------
-
-
-def _kept(ckpt: Path, last_epoch: int) -> str:
-    return (f"the last good checkpoint {ckpt} (end of epoch {last_epoch}) was left untouched"
-            if last_epoch > 0 else "no checkpoint had been written yet")
 
 
 class _FiniteLossGuard(keras.callbacks.Callback):
@@ -731,12 +582,10 @@ class _FiniteLossGuard(keras.callbacks.Callback):
         value = float((logs or {}).get("loss", 0.0))
         if math.isfinite(value):
             return
-        kept = _kept(self.ckpt, self.last_good())
         lr = lr_at(self.cfg, self.epoch + batch / self.n)
-        raise NonFiniteLossError(
-            f"training loss is {value} at epoch {self.epoch + 1}, step {batch + 1}/{self.n} (global step "
-            f"{self.epoch * self.n + batch + 1}), lr {lr:.4g}: the run diverged; {kept}. Lower the learning rate "
-            "or add warmup (warmup_epochs), then start again or resume from the checkpoint.")
+        raise runfiles.diverged(f"training loss is {value} at epoch {self.epoch + 1}, step {batch + 1}/{self.n} "
+                                f"(global step {self.epoch * self.n + batch + 1}), lr {lr:.4g}: the run diverged",
+                                self.ckpt, self.last_good())
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -778,48 +627,24 @@ class _Run:
     def end_epoch(self, epoch: int, logs: dict[str, Any], t0: float, t_end: float) -> None:
         cfg, n = self.cfg, self.steps_per_epoch
         train_time = t_end - t0
-        aux = cfg.aux_logits
-
-        def log(key: str) -> Optional[float]:
-            """Keras names per-head logs after the output layer (``fc_loss``); one output: plain names."""
-            if not aux:
-                key = {"fc_loss": "loss", "fc_accuracy": "accuracy"}.get(key, "")
-            value = logs.get(key)
-            return None if value is None else float(value)
-
         val_loss, val_acc = evaluate_loss_acc(self.eval_step, self.val)
         if val_loss is not None and not math.isfinite(val_loss):
             # The last steps of the epoch blew the weights up after their (finite) losses were computed:
             # do not save them.
-            last = int(self.rows[-1]["epoch"]) if self.rows else 0
-            raise NonFiniteLossError(
-                f"validation loss is {val_loss} after epoch {epoch + 1} (the training losses were finite, so the "
-                f"epoch's last update diverged): {_kept(self.ckpt, last)}. Lower the learning rate or add warmup "
-                "(warmup_epochs), then start again or resume from the checkpoint.")
+            raise runfiles.diverged(f"validation loss is {val_loss} after epoch {epoch + 1} (the training losses were "
+                                    "finite, so the epoch's last update diverged)", self.ckpt,
+                                    int(self.rows[-1]["epoch"]) if self.rows else 0)
         val_acc_ema = None
         with ema_weights(self.model, self.optimizer) as swapped:
             if swapped:
                 val_acc_ema = evaluate_loss_acc(self.eval_step, self.val)[1]
         now = time.perf_counter()
-        images = n * cfg.batch_size
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr_at(cfg, epoch),
-            "train_loss": float(logs["loss"]),
-            "train_loss_main": log("fc_loss"),
-            "train_loss_aux1": log("aux1_fc2_loss"),
-            "train_loss_aux2": log("aux2_fc2_loss"),
-            "train_acc": log("fc_accuracy"),
-            "train_acc_aux1": log("aux1_fc2_accuracy"),
-            "train_acc_aux2": log("aux2_fc2_accuracy"),
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "val_acc_ema": val_acc_ema,
-            "epoch_time_s": now - t0,
-            "wall_time_s": self.wall_offset + (now - self.t_run),
-            "images_per_s": images / max(train_time, 1e-9),
-        }
-        assert tuple(row) == EPOCH_KEYS
+        # Keras names the logs after the output layers (fc_loss, aux1_fc2_accuracy...); one output: plain names.
+        names = (("fc", "aux1_fc2", "aux2_fc2") if cfg.aux_logits else ("", None, None))
+        train = [None if h is None else float(logs[f"{h}_{m}" if h else m]) for m in ("loss", "accuracy") for h in names]
+        row = dict(zip(EPOCH_KEYS, (epoch + 1, lr_at(cfg, epoch), float(logs["loss"]), *train, val_loss,
+                                    val_acc, val_acc_ema, now - t0, self.wall_offset + (now - self.t_run),
+                                    n * cfg.batch_size / max(train_time, 1e-9)), strict=True))
         self.rows.append(row)
         improved = val_acc is not None and (self.best is None or val_acc > self.best)
         if improved:
@@ -828,14 +653,15 @@ class _Run:
             "format": CHECKPOINT_FORMAT, "framework": "keras", "architecture": self.arch, "config": cfg.to_dict(),
             "epoch": epoch + 1, "step": int(ops.convert_to_numpy(self.optimizer.iterations)),
             "steps_per_epoch": n, "history": self.rows, "wall_time_s": row["wall_time_s"], "best_val_acc": self.best,
-            "ema": bool(cfg.ema), "versions": _versions(), "precision": self.precision,
+            "ema": bool(cfg.ema), "versions": runfiles.versions(), "precision": self.precision,
         }
         _save_checkpoint(self.model, meta, self.ckpt)
         if improved:  # the same bytes as last.keras at this epoch
             _link_or_copy(self.ckpt, self.out / BEST)
-        _write_history(self.out, _history_doc(cfg, self.rows, "running", None, self.hardware, self.precision))
+        runfiles.write_history(self.out, runfiles.history_doc("keras", cfg, self.rows, "running", None, self.hardware,
+                                                              self.precision))
         if self.verbose:
-            print(_epoch_line(row, cfg.epochs), flush=True)
+            print(runfiles.epoch_line(row, cfg.epochs), flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -852,16 +678,13 @@ def _gpu_bf16_native(gpus: Sequence[Any]) -> bool:
     """Whether every one of these physical GPUs has native bf16 (compute capability >= 8.0)."""
     import tensorflow as tf
 
-    if not gpus:
-        return False
-    for gpu in gpus:
+    def capability(gpu: Any) -> tuple[int, ...]:
         try:
-            cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        except Exception:  # details are optional (e.g. a ROCm build)
-            cc = None
-        if cc is None or tuple(cc) < (8, 0):
-            return False
-    return True
+            return tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0,))
+        except Exception:  # noqa: BLE001 - details are optional (e.g. a ROCm build)
+            return (0,)
+
+    return bool(gpus) and all(capability(g) >= (8, 0) for g in gpus)
 
 
 def choose_precision(cfg: TrainConfig, uses_gpu: bool, bf16_native: bool) -> dict[str, Any]:
@@ -877,7 +700,7 @@ def _strategy(cfg: TrainConfig, bf16_native: Optional[bool] = None) -> tuple[Any
 
     More than one visible GPU (or an explicit ``cfg.devices`` list) -> MirroredStrategy over them;
     otherwise the default strategy, on the GPU if there is one (``device="cpu"`` pins everything to the CPU).
-    ``bf16_native`` None asks the GPUs used (:func:`_gpu_bf16_native`); tests force True / False.
+    ``bf16_native`` None asks the visible GPUs (:func:`_gpu_bf16_native`); tests force True / False.
     """
     import tensorflow as tf
 
@@ -915,21 +738,8 @@ def _strategy(cfg: TrainConfig, bf16_native: Optional[bool] = None) -> tuple[Any
             hardware["gpu_count"] = len(phys)
     hardware.update({"device": where, "world_size": int(strategy.num_replicas_in_sync)})
     if bf16_native is None:
-        used = phys  # the one GPU, or all of them under MirroredStrategy
-        if explicit:
-            used = [g for i, g in enumerate(phys) if any(str(d).upper().endswith(f"GPU:{i}") for d in explicit)]
-        elif ":" in device:
-            used = phys[int(device.split(":", 1)[1]):][:1]
-        bf16_native = _gpu_bf16_native(used)
+        bf16_native = _gpu_bf16_native(phys)
     return strategy, hardware, choose_precision(cfg, uses_gpu, bf16_native)
-
-
-def _progress_enabled(progress: Optional[bool]) -> bool:
-    if os.environ.get(PROGRESS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    if progress is not None:
-        return bool(progress)
-    return sys.stderr.isatty()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -969,21 +779,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, datasets: Optional[Mapping[
           verbose: bool = True) -> dict[str, Any]:
     """Train as ``cfg`` says with Keras, writing ``cfg.out_dir`` after every epoch; returns the history document.
 
-    Args:
-        resume: continue from ``out_dir/last.keras`` (weights, optimizer state with momentum buffers, EMA and
-            step counter, history, clock); the architecture and the config (except :data:`RESUMABLE_CHANGES`)
-            must match, else ValueError, raised before any file is written.
-        datasets: ``{"train", "val"[, "test"]}`` batched ``tf.data`` datasets of (NHWC float images, int labels)
-            instead of :func:`inception_lib.data.tf_datasets`; train should drop the remainder.
-        overwrite: start afresh in an ``out_dir`` that already holds a run (refused otherwise).
-        test: after training, evaluate the final weights (and the EMA) on the test split once and store it in
-            ``history["test"]``; never used for model selection.
-        progress: Keras's progress bar; None = when stderr is a terminal. ``INCEPTION_LIB_PROGRESS=0`` turns it off.
-        verbose: print one summary line per epoch.
-
-    Raises:
-        NonFiniteLossError: the loss became NaN / inf (epoch and step named; files untouched since the last
-            good epoch).
+    The keywords are :func:`inception_lib.train.train`'s; ``datasets`` (``{"train", "val"[, "test"]}`` batched
+    ``tf.data`` datasets of NHWC images and labels, train dropping the remainder) replaces
+    :func:`inception_lib.data.tf_datasets`. Every refusal (another architecture or config, a damaged checkpoint)
+    comes before a file is written.
     """
     dcfg, out, ckpt_path = runfiles.preflight(cfg, "keras", LAST, resume=resume, overwrite=overwrite)
     num_classes, channels, size = dcfg.num_classes, dcfg.image_channels, dcfg.image_size
@@ -993,7 +792,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, datasets: Optional[Mapping[
         meta = read_checkpoint_meta(ckpt_path)
         runfiles.check_zip_archive(ckpt_path, _EXPECTED)  # every entry's CRC, before data and model are built
         check_architecture(meta["architecture"], arch, where=ckpt_path)
-        _check_resume_config(meta["config"], cfg, ckpt_path)
+        runfiles.check_resume_config(meta["config"], cfg, ckpt_path)
 
     _note_op_determinism(cfg.deterministic)
     return _train(cfg, dcfg, arch, out, ckpt_path, meta, datasets=datasets, test=test, progress=progress,
@@ -1005,14 +804,8 @@ _deterministic_run_seen = False
 
 
 def _note_op_determinism(deterministic: bool) -> None:
-    """TF op determinism is process-wide and one-way, so say so when it outlives the run that asked for it.
-
-    ``cfg.deterministic`` switches it on (:func:`inception_lib.repro.seed_everything`, with
-    ``tf.config.experimental.enable_op_determinism``, TF's only public switch: TF exports no way to read it or to
-    turn it off). It stays on for the rest of the process: a later ``deterministic=False`` run in the same process
-    gets a warning that it still runs deterministic kernels (the same results; slower on a GPU, where some ops
-    have none). Start a new process to train without it.
-    """
+    """TF op determinism is process-wide and one-way (no public API reads or undoes it): warn a later
+    ``deterministic=False`` run in the same process that it still runs deterministic kernels."""
     global _deterministic_run_seen
     if deterministic:
         _deterministic_run_seen = True
@@ -1066,8 +859,8 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
         runfiles.new_run_folder(out, LAST, BEST)
     else:
         out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-    _write_history(out, _history_doc(cfg, rows, "running", None, hardware, prec))
+    runfiles.write_config(out, cfg)
+    runfiles.write_history(out, runfiles.history_doc("keras", cfg, rows, "running", None, hardware, prec))
 
     run = _Run(cfg=cfg, model=model, optimizer=optimizer, eval_step=_eval_step(model, eager), val=datasets["val"],
                out=out, ckpt=ckpt_path, arch=arch, steps_per_epoch=n_steps, hardware=hardware, rows=rows,
@@ -1082,17 +875,15 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
     if start_epoch < cfg.epochs:
         with warnings_filtered():
             model.fit(train_ds, epochs=cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=n_steps,
-                      callbacks=callbacks, shuffle=False, verbose=1 if _progress_enabled(progress) else 0)
+                      callbacks=callbacks, shuffle=False, verbose=1 if runfiles.progress_enabled(progress) else 0)
 
     test_result = None
     if test:
         test_result = _test_once(model, optimizer, datasets, arch, epoch=len(run.rows))
-    doc = _history_doc(cfg, run.rows, "completed", test_result, hardware, prec)
-    _write_history(out, doc)
+    doc = runfiles.history_doc("keras", cfg, run.rows, "completed", test_result, hardware, prec)
+    runfiles.write_history(out, doc)
     if verbose and test_result is not None:
-        t = test_result["model"]
-        print(f"test ({t['n']} images, evaluated once): top-1 {t['top1']:.4f}"
-              + (f", top-5 {t['top5']:.4f}" if t.get("top5") is not None else ""), flush=True)
+        print(runfiles.final_test_line(test_result), flush=True)
     return doc
 
 
@@ -1113,14 +904,12 @@ def _test_once(model: keras.Model, optimizer: Any, datasets: Mapping[str, Any], 
 
     if "test" not in datasets:
         raise ValueError("test=True but the datasets have no 'test' split")
-    num_classes = int(arch["num_classes"])
-    ks = E.default_ks(num_classes)
-    logits, labels = _test_logits(model, datasets["test"])
-    result: dict[str, Any] = {"split": "test", "crops": "1", "epoch": epoch,
-                              "model": E.result_from_probs(logits, labels, ks, num_classes).to_dict(include_confusion=False),
-                              "ema": None}
+    k = int(arch["num_classes"])
+
+    def run() -> dict[str, Any]:
+        logits, labels = predict_logits(model, datasets["test"])
+        return E.result_from_probs(logits, labels, E.default_ks(k), k).to_dict(include_confusion=False)
+
+    result = run()
     with ema_weights(model, optimizer) as swapped:
-        if swapped:
-            logits, labels = _test_logits(model, datasets["test"])
-            result["ema"] = E.result_from_probs(logits, labels, ks, num_classes).to_dict(include_confusion=False)
-    return result
+        return runfiles.final_test(epoch, result, run() if swapped else None)

@@ -1,4 +1,4 @@
-"""Numbers typed from the paper and reference/paper-facts.md, so tests do not check the spec against itself."""
+"""Numbers typed from the paper (Table 1, the text and its figures), so tests do not check the spec against itself."""
 
 # Table 1, "output size" column, as printed in the paper (typed here, not read from the spec).
 TABLE1_OUTPUT = {

@@ -1,4 +1,4 @@
-"""The framework-free arithmetic against the paper's numbers (reference/paper-facts.md)."""
+"""The framework-free arithmetic against the paper's numbers (typed from the paper in paper_values.py)."""
 
 import pytest
 from paper_values import EXACT, TABLE1_OUTPUT

@@ -28,6 +28,7 @@ import pytest
 import torch
 from helpers import require_fashion_mnist
 
+from inception_lib import evaluate as E
 from inception_lib import runfiles
 from inception_lib import train as T
 from inception_lib.__main__ import main
@@ -181,7 +182,7 @@ def test_pytorch_readers_and_resume_refuse_a_damaged_last_pt(damaged: dict[str, 
     where = f"checkpoint {folder / 'last.pt'} ({size:,} bytes) is damaged: "
     # torch.load itself does not check the zip CRCs: without the check a changed byte loads wrong weights silently.
     with pytest.raises(runfiles.CorruptCheckpointError, match="contents changed after" if how == "flipped" else None) as e:
-        T.evaluate_checkpoint(folder / "last.pt", "val", device="cpu")
+        E.evaluate_checkpoint(folder / "last.pt", "val", device="cpu")
     assert str(e.value).startswith(where) and ADVICE["pytorch"] in str(e.value)
     cfg = dataclasses.replace(TrainConfig.load(folder / "config.json"), out_dir=str(folder), epochs=2)
     threads = torch.get_num_threads()

@@ -576,3 +576,33 @@ def test_tf_datasets_image_folder(image_root: Path) -> None:
     assert tuple(x.shape) == (4, 32, 32, 3)
     x, y = next(iter(ds["test"]))
     assert tuple(x.shape) == (4, 32, 32, 3) and y.numpy().tolist() == [0, 0, 1, 1]
+
+
+def test_paper_augmentation_on_a_gpu_needs_no_host_sync() -> None:
+    """The GPU path of the paper's crop + resize gives each image what the CPU path gives it, and it reads nothing
+    back to the host (no nonzero / item / tolist / bool / numpy): checked with a public ``TorchFunctionMode``."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from inception_lib.data import torch_pipeline as TP
+
+    host_reads = {torch.Tensor.nonzero, torch.nonzero, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__,
+                  torch.Tensor.numpy, torch.Tensor.cpu}
+
+    class NoHostReads(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            assert func not in host_reads, f"{func} reads a tensor back to the host"
+            return func(*args, **(kwargs or {}))
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (16, 3, 40, 36), generator=g, dtype=torch.uint8).float() / 255
+    boxes = TP._crop_params(16, 40, 36, g)
+    modes = torch.arange(16) % 4  # every interpolation, several times
+    with NoHostReads():
+        fast = TP._crop_resize(x, boxes, modes, 24, sync_free=True)
+        normalized = TP.torch_transform_batch((x * 255).to(torch.uint8), size=24, channels=3, mean=(0.5, 0.4, 0.3),
+                                              std=(0.2, 0.3, 0.4), augment="flip", train=True, generator=g)
+    assert torch.equal(fast, TP._crop_resize(x, boxes, modes, 24))
+    assert normalized.shape == (16, 3, 24, 24) and torch.isfinite(normalized).all()
+    with pytest.raises(AssertionError, match="reads a tensor back"), NoHostReads():
+        TP._crop_resize(x, boxes, modes, 24)  # the CPU path indexes by mode (a host read): the check can fail

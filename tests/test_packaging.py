@@ -17,8 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 COLAB_OWN = {"torch", "torchvision", "tensorflow", "keras", "numpy", "matplotlib", "IPython", "ipykernel"}
 # Import name -> distribution of the `colab` extra.
 COLAB_PROVIDES = {"myst_nb": "myst-nb", "tqdm": "tqdm", "PIL": "pillow"}
-# Imported inside a try with a fallback (bench.py's memory probe); ipykernel brings it anyway.
-OPTIONAL = {"psutil"}
 
 
 def _name(req: str) -> str:
@@ -75,7 +73,7 @@ def test_colab_extra_is_slim_and_covers_the_chapters_imports():
         for module in _code_imports(src):
             imports.setdefault(module, set()).add(name)
     core = {_name(r) for r in _project()["dependencies"]}  # installed with inception_lib itself (numpy, safetensors)
-    allowed = set(sys.stdlib_module_names) | COLAB_OWN | set(COLAB_PROVIDES) | OPTIONAL | core | {"inception_lib"}
+    allowed = set(sys.stdlib_module_names) | COLAB_OWN | set(COLAB_PROVIDES) | core | {"inception_lib"}
     missing = {m: sorted(f) for m, f in imports.items() if m not in allowed}
     assert not missing, f"imported by the chapters or the library but neither Colab's nor in the colab extra: {missing}"
 

@@ -12,6 +12,7 @@ import torch
 from helpers import assert_close, require_fashion_mnist
 
 from inception_lib import data, pretrained
+from inception_lib import evaluate as E
 from inception_lib import train as T
 from inception_lib.pytorch import GoogLeNet, architecture
 from inception_lib.runfiles import check_architecture
@@ -106,5 +107,5 @@ def test_export_writes_float16_weights_their_accuracy_and_an_entry(tmp_path: Pat
     for k, v in trained.state_dict().items():
         if v.is_floating_point():
             assert torch.equal(model.state_dict()[k], v.half().float()), k
-    res = T.evaluate_model(model, cfg, "test", eval_subset=64)
+    res = E.evaluate_model(model, cfg, "test", eval_subset=64)
     assert res.top1 == w.meta["metrics"]["test_top1"]

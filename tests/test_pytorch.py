@@ -1,9 +1,12 @@
 """The PyTorch GoogLeNet: exact counts, Table 1 shapes, FLOPs, train/eval outputs, clear errors."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
 from paper_values import TABLE1_OUTPUT
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from inception_lib import arithmetic as A
@@ -175,3 +178,17 @@ def test_init_per_variant():
     assert abs(tv.fc.weight.std().item() - 0.01) < 0.001
     bn = GoogLeNet(1000, False, "bn")
     assert torch.all(bn.conv1.bn.weight == 1) and bn.conv1.conv.bias is None
+
+
+def test_cpu_fast_paths_match_under_torch_func() -> None:
+    """The fast max pool and LRN run under vmap / grad (public APIs only, no private torch checks) and match."""
+    from inception_lib.pytorch import FastLocalResponseNorm, FastMaxPool2d
+
+    x = torch.randn(3, 2, 16, 9, 9).round(decimals=1)  # rounded: ties inside the pooling windows
+    for fast, ref in ((FastMaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 2, ceil_mode=True)),
+                      (FastLocalResponseNorm(5, 1e-4, 0.75, 1.0), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0))):
+        assert torch.equal(torch.func.vmap(fast)(x), torch.func.vmap(ref)(x))
+        grads = [torch.func.grad(lambda z, m=m: (m(z) * z.mean()).sum())(x[0]) for m in (fast, ref)]
+        assert torch.equal(*grads)
+    source = (Path(__file__).parents[1] / "inception_lib" / "pytorch.py").read_text()
+    assert "torch._C" not in source

@@ -41,7 +41,7 @@ def test_rows_are_each_model_and_the_ensemble_with_their_cost(two_runs: list[Pat
     cfg = T.TrainConfig.from_dict(T.load_checkpoint(two_runs[0])[1]["config"])
     probs = []
     for m in models:
-        loader, kw = T.eval_inputs(cfg, "test", "10", torch.device("cpu"), eval_subset=12)
+        loader, kw = E.eval_inputs(cfg, "test", "10", torch.device("cpu"), eval_subset=12)
         p, labels = E.predict_probs(m, loader, "10", **kw)
         probs.append(p)
     top1 = float((np.mean(probs, axis=0).argmax(1) == labels).mean())

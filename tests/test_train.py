@@ -25,7 +25,8 @@ import torch
 from helpers import assert_close, needs_fmnist, require_fashion_mnist
 
 from inception_lib import distributed as D
-from inception_lib import repro
+from inception_lib import evaluate as E
+from inception_lib import repro, runfiles
 from inception_lib import train as T
 from inception_lib.config import EPOCH_KEYS, HISTORY_SCHEMA, TrainConfig, lr_at
 from inception_lib.pytorch import GoogLeNet
@@ -35,11 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _quiet_fast_io(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv(T.PROGRESS_ENV, "0")
-    monkeypatch.setenv(T.FSYNC_ENV, "0")
+    monkeypatch.setenv(runfiles.PROGRESS_ENV, "0")
+    monkeypatch.setenv(runfiles.FSYNC_ENV, "0")
     threads = torch.get_num_threads()
     yield
-    torch.set_num_threads(threads)  # the runs here use threads=1; leave the session as conftest set it
+    torch.set_num_threads(threads)  # the runs here use threads=1; leave the process as conftest set it
 
 
 def tiny(out: Path, **kw: Any) -> TrainConfig:
@@ -70,8 +71,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 3-epoch run shared by the tests that only read it (or copy it before changing it)."""
     require_fashion_mnist()  # fails, never skips: `make setup` installs the files
     mp = pytest.MonkeyPatch()
-    mp.setenv(T.FSYNC_ENV, "0")
-    mp.setenv(T.PROGRESS_ENV, "0")
+    mp.setenv(runfiles.FSYNC_ENV, "0")
+    mp.setenv(runfiles.PROGRESS_ENV, "0")
     threads = torch.get_num_threads()
     try:
         cfg = tiny(tmp_path_factory.mktemp("run") / "bn32")
@@ -143,15 +144,15 @@ def test_run_folder_history_config_and_checkpoint(run: dict[str, Any]) -> None:
 def test_evaluate_checkpoint_matches_the_history(run: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     out = run["out"]
-    res = T.evaluate_checkpoint(out / T.LAST, "val", "1", device="cpu")
+    res = E.evaluate_checkpoint(out / T.LAST, "val", "1", device="cpu")
     rows = run["history"]["epochs"]
     assert res.n == 32 and res.top1 == pytest.approx(rows[-1]["val_acc"]) and res.top5 is not None
-    ema = T.evaluate_checkpoint(out / T.LAST, "val", "1", weights="ema", device="cpu")
+    ema = E.evaluate_checkpoint(out / T.LAST, "val", "1", weights="ema", device="cpu")
     assert ema.top1 == pytest.approx(rows[-1]["val_acc_ema"])
-    ten = T.evaluate_checkpoint(out / T.BEST, "test", "10", eval_subset=8, device="cpu")
+    ten = E.evaluate_checkpoint(out / T.BEST, "test", "10", eval_subset=8, device="cpu")
     assert ten.n == 8 and ten.crops == "10" and ten.cost == 10
-    with pytest.raises(ValueError, match="crops"):
-        T.evaluate_checkpoint(out / T.LAST, "test", "7")
+    with pytest.raises(ValueError, match="unknown crop scheme .7."):
+        E.evaluate_checkpoint(out / T.LAST, "test", "7")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,16 +272,16 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(
 
     monkeypatch.setattr(T, "compute_loss", nan_at_step_2)
     cfg = dataclasses.replace(run["cfg"], out_dir=str(out), epochs=4)
-    with pytest.raises(T.NonFiniteLossError, match=r"nan at epoch 4, step 2/8 .*last good checkpoint .*epoch 3"):
+    with pytest.raises(runfiles.NonFiniteLossError, match=r"nan at epoch 4, step 2/8 .*last good checkpoint .*epoch 3"):
         T.train(cfg, resume=True, verbose=False)
     assert {p.name: _sha(p) for p in out.iterdir()} == before
-    assert issubclass(T.NonFiniteLossError, FloatingPointError)
+    assert issubclass(runfiles.NonFiniteLossError, FloatingPointError)
 
 
 @needs_fmnist
 def test_divergent_learning_rate_stops_before_any_checkpoint(tmp_path: Path) -> None:
     cfg = tiny(tmp_path / "lr", variant="torchvision", resolution=16, lr=1e30, subset=48, epochs=1)
-    with pytest.raises(T.NonFiniteLossError, match=r"epoch 1, step \d/3.*no checkpoint had been written"):
+    with pytest.raises(runfiles.NonFiniteLossError, match=r"epoch 1, step \d/3.*no checkpoint had been written"):
         T.train(cfg, verbose=False)
     assert not (tmp_path / "lr" / T.LAST).exists()
 
@@ -291,7 +292,7 @@ def test_divergent_learning_rate_stops_before_any_checkpoint(tmp_path: Path) -> 
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(T.FSYNC_ENV, "1")
+    monkeypatch.setenv(runfiles.FSYNC_ENV, "1")
     path = tmp_path / "last.pt"
     T._save_checkpoint({"a": torch.arange(3)}, path)
     good = path.read_bytes()
@@ -301,7 +302,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        T._atomic_write(path, boom)
+        runfiles.atomic_write(path, boom)
     assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3))
 
@@ -360,11 +361,11 @@ def test_config_values_are_validated(field: str, value: Any) -> None:
 
 def test_progress_and_device_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     one = D.DistInfo()
-    monkeypatch.setenv(T.PROGRESS_ENV, "1")
-    assert T._progress_enabled(True, one) and not T._progress_enabled(False, one)
-    assert not T._progress_enabled(True, D.DistInfo(rank=1, world_size=2))  # rank 0 only
-    monkeypatch.setenv(T.PROGRESS_ENV, "0")
-    assert not T._progress_enabled(True, one)
+    monkeypatch.setenv(runfiles.PROGRESS_ENV, "1")
+    assert runfiles.progress_enabled(True, one.is_main) and not runfiles.progress_enabled(False, one.is_main)
+    assert not runfiles.progress_enabled(True, D.DistInfo(rank=1, world_size=2).is_main)  # rank 0 only
+    monkeypatch.setenv(runfiles.PROGRESS_ENV, "0")
+    assert not runfiles.progress_enabled(True, one.is_main)
     assert T.resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
@@ -421,7 +422,7 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     args = ["--variant", "paper", "--resolution", "32", "--aux-weight", "0", "--dropout", "0", "--subset", "64",
             "--val-size", "32", "--eval-subset", "16", "--batch-size", "16", "--max-steps", "2", "--epochs", "2",
             "--lr", "0.01", "--device", "cpu", "--threads", "1"]
-    env = {**os.environ, T.PROGRESS_ENV: "0", T.FSYNC_ENV: "0", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, runfiles.PROGRESS_ENV: "0", runfiles.FSYNC_ENV: "0", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "inception_lib", "train", *args, "--out", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -458,6 +459,6 @@ def test_overwrite_clears_the_old_runs_checkpoints(tmp_path: Path) -> None:
     cfg = tiny(out, lr=1e30, aux_weight=0.0, ema=False, epochs=1)
     with pytest.raises(FileExistsError, match="already holds a run"):
         T.train(cfg, verbose=False)
-    with pytest.raises(T.NonFiniteLossError):
+    with pytest.raises(runfiles.NonFiniteLossError):
         T.train(cfg, overwrite=True, verbose=False)
     assert not (out / T.LAST).exists() and not (out / "best.pt").exists()

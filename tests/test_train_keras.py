@@ -25,6 +25,8 @@ import pytest
 import torch
 from helpers import assert_close, needs_fmnist, require_fashion_mnist
 
+from inception_lib import evaluate as E
+from inception_lib import runfiles
 from inception_lib import train as T
 from inception_lib import train_keras as TK  # an import error fails the file (importorskip skipped it silently)
 from inception_lib.config import EPOCH_KEYS, HISTORY_SCHEMA, TrainConfig, lr_at
@@ -61,8 +63,8 @@ def saved_optimizer_state(path: Path) -> list[np.ndarray]:
 
 @pytest.fixture(autouse=True)
 def _quiet_fast_io(monkeypatch):
-    monkeypatch.setenv(TK.PROGRESS_ENV, "0")
-    monkeypatch.setenv(TK.FSYNC_ENV, "0")  # the rename is what the tests check; fsync is slow on the test disk
+    monkeypatch.setenv(runfiles.PROGRESS_ENV, "0")
+    monkeypatch.setenv(runfiles.FSYNC_ENV, "0")  # the rename is what the tests check; fsync is slow on the test disk
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def run_a(tmp_path_factory):
     out = tmp_path_factory.mktemp("keras_run") / "run"
     cfg = small_cfg(out)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(TK.FSYNC_ENV, "0")
+        mp.setenv(runfiles.FSYNC_ENV, "0")
         doc = TK.train(cfg, verbose=False, test=True)
     return cfg, doc, out
 
@@ -240,7 +242,7 @@ def test_evaluate_works_on_keras_checkpoints(run_a, capsys):
     from inception_lib.__main__ import main
 
     _, doc, out = run_a
-    res = TK.evaluate_checkpoint(out / "last.keras", "test")
+    res = E.evaluate_checkpoint(out / "last.keras", "test")
     assert res.n == doc["test"]["model"]["n"] and res.top1 == pytest.approx(doc["test"]["model"]["top1"])
     assert main(["evaluate", str(out / "last.keras"), "--crops", "10", "--eval-subset", "8"]) == 0
     assert "8 images, 10 crop(s)" in capsys.readouterr().out
@@ -337,7 +339,7 @@ def test_diverging_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tm
         written.append(path.read_bytes())
 
     monkeypatch.setattr(TK, "_save_checkpoint", recording_save)
-    with pytest.raises(TK.NonFiniteLossError, match=r"epoch 2, step 2/2 \(global step 4\), lr 1e\+30") as err:
+    with pytest.raises(runfiles.NonFiniteLossError, match=r"epoch 2, step 2/2 \(global step 4\), lr 1e\+30") as err:
         TK.train(cfg, verbose=False)
     assert "the last good checkpoint" in str(err.value) and "end of epoch 1" in str(err.value)
     assert isinstance(err.value, FloatingPointError)  # what the CLI reports as a failed run
@@ -424,7 +426,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     more devices; it cannot run here."""
     cfg = small_cfg(tmp_path / "mirrored", epochs=1, aux_weight=0.0, dropout=0.0, run_eagerly=True,
                     devices=["/cpu:0", "/cpu:1"])
-    env = {**os.environ, TK.PROGRESS_ENV: "0", TK.FSYNC_ENV: "0"}
+    env = {**os.environ, runfiles.PROGRESS_ENV: "0", runfiles.FSYNC_ENV: "0"}
     res = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(cfg.to_dict())], capture_output=True, text=True,
                          env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -446,6 +448,6 @@ def test_overwrite_clears_the_old_runs_checkpoints(tmp_path):
     cfg = small_cfg(out, aux_weight=0.0, ema=False, lr=1e30, epochs=1)
     with pytest.raises(FileExistsError, match="already holds a run"):
         TK.train(cfg, verbose=False)
-    with pytest.raises(TK.NonFiniteLossError):
+    with pytest.raises(runfiles.NonFiniteLossError):
         TK.train(cfg, overwrite=True, verbose=False)
     assert not (out / "last.keras").exists() and not (out / "best.keras").exists()
