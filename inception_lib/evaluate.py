@@ -670,25 +670,27 @@ def evaluate_checkpoint(path: Any, split: str = "test", crops: str | int = "1", 
 
     _check_split(split)
     crops = _check_scheme(crops)
+    data_options = {"batch_size": batch_size, "eval_subset": eval_subset, "data_root": data_root}
     if str(path).endswith(".keras"):
         from inception_lib import train_keras as TK
 
         model, meta = TK.load_checkpoint(path, weights=weights)
-        cfg = _eval_config(TrainConfig.from_dict(meta["config"]), batch_size, eval_subset, data_root)
+        cfg = TrainConfig.from_dict(meta["config"])
         if crops == "1":
             from inception_lib import data
+            from inception_lib.runfiles import data_config
 
-            logits, labels = TK.predict_logits(model, data.tf_datasets(TK.data_config(cfg))[split])
+            dataset = data.tf_datasets(data_config(_eval_config(cfg, **data_options)))[split]
+            logits, labels = TK.predict_logits(model, dataset)
             k = int(meta["architecture"]["num_classes"])
             return result_from_probs(logits, labels, default_ks(k), k)
         from inception_lib.convert import keras_to_torch
 
-        return evaluate_model(keras_to_torch(model), cfg, split, crops, device=device)
+        return evaluate_model(keras_to_torch(model), cfg, split, crops, device=device, **data_options)
     from inception_lib import train as T
 
     model, state = T.load_checkpoint(path, weights=weights)
-    cfg = _eval_config(TrainConfig.from_dict(state["config"]), batch_size, eval_subset, data_root)
-    return evaluate_model(model, cfg, split, crops, device=device)
+    return evaluate_model(model, TrainConfig.from_dict(state["config"]), split, crops, device=device, **data_options)
 
 
 def evaluate_model(model: Any, cfg: Any, split: str = "test", crops: str | int = "1", *, device: str = "auto",
@@ -701,7 +703,7 @@ def evaluate_model(model: Any, cfg: Any, split: str = "test", crops: str | int =
     crops = _check_scheme(crops)
     dev = resolve_device(device)
     model.to(dev).eval()
-    loader, kw = eval_inputs(_eval_config(cfg, batch_size, eval_subset, data_root), split, crops, dev)
+    loader, kw = eval_inputs(cfg, split, crops, dev, batch_size=batch_size, eval_subset=eval_subset, data_root=data_root)
     k = int(model.num_classes)
     return evaluate(model, loader, crops, default_ks(k), device=dev, num_classes=k, **kw)
 
