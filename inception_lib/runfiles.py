@@ -146,6 +146,23 @@ def write_config(out: Path, cfg: TrainConfig) -> None:
     atomic_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def write_run(out: Path, cfg: TrainConfig, doc: dict[str, Any]) -> None:
+    """config.json and the history: what both trainers write when a run starts afresh and after every epoch (a
+    resumed run writes nothing before its first new epoch is done, so a refused or diverged resume leaves the folder
+    as it was)."""
+    write_config(out, cfg)
+    write_history(out, doc)
+
+
+def previous_test(out: Path, epoch: int) -> Optional[dict[str, Any]]:
+    """The test result already in ``out/history.json`` for ``epoch``: kept when a resumed run trains nothing more."""
+    try:
+        test = json.loads((out / "history.json").read_text()).get("test")
+    except (OSError, ValueError):
+        return None
+    return test if isinstance(test, dict) and test.get("epoch") == epoch else None
+
+
 def write_history(out: Path, doc: dict[str, Any]) -> None:
     """history.json and history.csv (one row per epoch, the columns of EPOCH_KEYS)."""
     atomic_text(out / "history.json", json.dumps(doc, indent=2) + "\n")
@@ -226,12 +243,13 @@ def final_test_line(test: Mapping[str, Any]) -> str:
     return f"test ({t['n']} images, evaluated once): top-1 {t['top1']:.4f}{top5}"
 
 
-def new_run_folder(out: Path, *checkpoints: str) -> None:
+def new_run_folder(out: Path, cfg: TrainConfig, doc: dict[str, Any], *checkpoints: str) -> None:
     """Make ``out`` for a run that starts afresh: an old run's checkpoints go (``overwrite``), so that none of
-    them can pose as the new run's; its config and history are rewritten by the trainer."""
+    them can pose as the new run's, and the new config and (empty) history are written."""
     out.mkdir(parents=True, exist_ok=True)
     for name in checkpoints:
         (out / name).unlink(missing_ok=True)
+    write_run(out, cfg, doc)
 
 
 def preflight(cfg: TrainConfig, framework: str, last: str, *, resume: bool, overwrite: bool) -> tuple[Any, Path, Path]:

@@ -13,7 +13,6 @@ asked (``test=True``), once, at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import random
@@ -462,9 +461,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
 
     if info.is_main and state is None:  # a resumed run changes nothing on disk before its first new epoch
-        runfiles.new_run_folder(out, LAST, BEST)
-        runfiles.write_config(out, cfg)
-        runfiles.write_history(out, doc("running"))
+        runfiles.new_run_folder(out, cfg, doc("running"), LAST, BEST)
     D.barrier(info)
 
     t_run = time.perf_counter()
@@ -553,8 +550,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
             _save_checkpoint(ckpt, ckpt_path)
             if improved:  # the weights only: best.pt is for evaluation, last.pt for resuming
                 _save_checkpoint({**ckpt, "optimizer": None, "rng": None}, out / BEST)
-            runfiles.write_config(out, cfg)
-            runfiles.write_history(out, doc("running"))
+            runfiles.write_run(out, cfg, doc("running"))
             if verbose:
                 print(runfiles.epoch_line(row, cfg.epochs), flush=True)
         D.barrier(info)
@@ -563,7 +559,7 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
     if test:
         test_result = _test_once(model, ema, loaders, device, info, epoch=len(rows))
     elif state is not None and start_epoch == cfg.epochs:  # nothing trained now: keep an earlier test result
-        test_result = _previous_test(out, start_epoch)
+        test_result = runfiles.previous_test(out, start_epoch)
     final = doc("completed", test_result)
     if info.is_main:
         runfiles.write_history(out, final)
@@ -571,14 +567,6 @@ def _train(cfg: TrainConfig, dcfg: Any, device: torch.device, info: D.DistInfo, 
             print(runfiles.final_test_line(test_result), flush=True)
     D.barrier(info)
     return final
-
-
-def _previous_test(out: Path, epoch: int) -> Optional[dict[str, Any]]:
-    try:
-        test = json.loads((out / "history.json").read_text()).get("test")
-    except (OSError, ValueError):
-        return None
-    return test if isinstance(test, dict) and test.get("epoch") == epoch else None
 
 
 def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:

@@ -279,18 +279,14 @@ def load_checkpoint(path: Union[str, Path], model: Optional[keras.Model] = None,
 # ----------------------------------------------------------------------------------------------------
 
 
-def _main_logits(out: Any) -> Any:
-    return out[0] if isinstance(out, (list, tuple)) else out
-
-
 def _eval_step(model: keras.Model, eager: bool) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
     """(sum of cross-entropy, correct, n) of the main head for one batch, in inference mode."""
     import tensorflow as tf
 
-    infer = inference_model(model) if isinstance(model.output, (list, tuple)) else model
+    infer = inference_model(model)
 
     def step(x: Any, y: Any) -> tuple[Any, Any, Any]:
-        logits = tf.cast(_main_logits(infer(x, training=False)), tf.float32)
+        logits = tf.cast(infer(x, training=False), tf.float32)
         y = tf.cast(tf.reshape(y, [-1]), tf.int64)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
         correct = tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float64)
@@ -315,7 +311,7 @@ def evaluate_loss_acc(step: Callable[[Any, Any], tuple[Any, Any, Any]], dataset:
 
 def predict_logits(model: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     """The main head's float32 logits and the labels over a dataset of (images, labels) batches."""
-    infer = inference_model(model) if isinstance(model.output, (list, tuple)) else model
+    infer = inference_model(model)
     logits, labels = [], []
     for x, y in dataset:
         logits.append(np.asarray(ops.convert_to_numpy(infer(x, training=False)), dtype=np.float32))
@@ -390,6 +386,10 @@ class _Run:
     verbose: bool
     precision: Optional[dict[str, Any]] = None
 
+    def doc(self, status: str, test: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """The history document of the run so far."""
+        return runfiles.history_doc("keras", self.cfg, self.rows, status, test, self.hardware, self.precision)
+
     def end_epoch(self, epoch: int, logs: dict[str, Any], t0: float, t_end: float) -> None:
         cfg, n = self.cfg, self.steps_per_epoch
         train_time = t_end - t0
@@ -424,8 +424,7 @@ class _Run:
         _save_checkpoint(self.model, meta, self.ckpt)
         if improved:  # the same bytes as last.keras at this epoch
             _link_or_copy(self.ckpt, self.out / BEST)
-        runfiles.write_history(self.out, runfiles.history_doc("keras", cfg, self.rows, "running", None, self.hardware,
-                                                              self.precision))
+        runfiles.write_run(self.out, cfg, self.doc("running"))
         if self.verbose:
             print(runfiles.epoch_line(row, cfg.epochs), flush=True)
 
@@ -621,16 +620,11 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
         rows = [dict(r) for r in meta["history"]][:start_epoch]
         wall_offset, best = float(meta["wall_time_s"]), meta.get("best_val_acc")
 
-    if meta is None:  # a fresh run (overwrite: the old run's checkpoints go); a resumed one keeps its folder
-        runfiles.new_run_folder(out, LAST, BEST)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-    runfiles.write_config(out, cfg)
-    runfiles.write_history(out, runfiles.history_doc("keras", cfg, rows, "running", None, hardware, prec))
-
     run = _Run(cfg=cfg, model=model, optimizer=optimizer, eval_step=_eval_step(model, eager), val=datasets["val"],
                out=out, ckpt=ckpt_path, arch=arch, steps_per_epoch=n_steps, hardware=hardware, rows=rows,
                wall_offset=wall_offset, t_run=time.perf_counter(), best=best, verbose=verbose, precision=prec)
+    if meta is None:  # a fresh run (overwrite: the old run's checkpoints go); a resumed one writes after its epochs
+        runfiles.new_run_folder(out, cfg, run.doc("running"), LAST, BEST)
     train_ds = datasets["train"]
     if cfg.aux_logits:
         train_ds = train_ds.map(_one_target_per_head)
@@ -646,7 +640,9 @@ def _train(cfg: TrainConfig, dcfg: Any, arch: dict[str, Any], out: Path, ckpt_pa
     test_result = None
     if test:
         test_result = _test_once(model, optimizer, datasets, arch, epoch=len(run.rows))
-    doc = runfiles.history_doc("keras", cfg, run.rows, "completed", test_result, hardware, prec)
+    elif meta is not None and start_epoch == cfg.epochs:  # nothing trained now: keep an earlier test result
+        test_result = runfiles.previous_test(out, start_epoch)
+    doc = run.doc("completed", test_result)
     runfiles.write_history(out, doc)
     if verbose and test_result is not None:
         print(runfiles.final_test_line(test_result), flush=True)

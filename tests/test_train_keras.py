@@ -325,6 +325,17 @@ def test_checkpoint_of_another_architecture_is_refused_and_nothing_written(run_a
     assert file_bytes(out) == before
 
 
+def test_resume_with_nothing_left_to_train_keeps_the_folder_and_its_test(run_a, tmp_path):
+    """As in PyTorch: a resumed run writes nothing before an epoch of its own is done, and a finished run resumed
+    without --test keeps the test result it has (the Keras trainer used to rewrite config and history at once)."""
+    cfg, doc, out = copy_run(run_a, tmp_path / "again")[0], run_a[1], tmp_path / "again"
+    config_before = (out / "config.json").read_bytes()
+    again = TK.train(cfg, resume=True, verbose=False)
+    assert again["test"] == doc["test"] is not None
+    assert again["epochs"] == json.loads(json.dumps(doc["epochs"])) and again["status"] == "completed"
+    assert (out / "config.json").read_bytes() == config_before
+
+
 @needs_fmnist
 def test_diverging_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     """lr 0.01 in epoch 1, then x1e32 (1e30) in epoch 2: the loss turns non-finite at epoch 2, step 2.
